@@ -21,7 +21,8 @@ __all__ = ['SEARCH_OPTIONS', 'MANIFEST', 'sniff_image', 'backoff', 'SearchError'
            'ddg_page', 'ddg_search', 'atomic_write', 'clean_partials', 'search_cache_dir', 'serpapi_search',
            'local_search', 'search_images', 'search_images_ddg', 'image_name', 'check_content_type',
            'check_image_bytes', 'DownloadError', 'fetch_image', 'read_manifest', 'DownloadReport', 'download_images',
-           'image_files', 'fit_size', 'to_rgb', 'fix_image', 'quarantine_file', 'VerifyReport', 'verify_resize']
+           'image_files', 'fit_size', 'to_rgb', 'decode_error', 'png_error', 'fix_image', 'quarantine_file',
+           'VerifyReport', 'verify_resize']
 
 # %% ../nbs/00_images.ipynb #f132384d
 _MAGIC = [(b'\xff\xd8\xff', 'jpeg'), (b'\x89PNG\r\n\x1a\n', 'png'), (b'GIF87a', 'gif'), (b'GIF89a', 'gif'),
@@ -577,6 +578,22 @@ def to_rgb(im:Image.Image, # Any PIL image
         return Image.alpha_composite(bg, im).convert('RGB')
     return im.convert('RGB')
 
+# %% ../nbs/00_images.ipynb #ff7060e0
+def decode_error(im:Image.Image, # An image just opened (and given its `draft`, if any): nothing has read its pixels yet
+                )->str|None: # Why its pixels do not decode, or `None` when they all did
+    "Decode every pixel of `im` now and return the decoder's error as a reason, so that nothing can swallow it and leave a blank image."
+    try: im.load()
+    except Exception as e: return f'corrupt pixel data: {type(e).__name__}: {e}'
+    return None
+
+def png_error(fn, # A PNG file
+             )->str|None: # Why it is damaged, or `None` when every chunk matches its checksum
+    "Check the checksum of every chunk of the PNG `fn` with PIL's `verify`, which reads the data without decoding it."
+    with Image.open(fn) as im:
+        try: im.verify()
+        except Exception as e: return f'corrupt PNG: {e}'
+    return None
+
 # %% ../nbs/00_images.ipynb #5425d161
 _KEEP = {'JPEG': ('.jpg', '.jpeg', '.jfif'), 'PNG': ('.png',), 'WEBP': ('.webp',)}
 _SAVE = {'JPEG': dict(quality=90), 'PNG': dict(optimize=False), 'WEBP': dict(quality=90)}
@@ -605,10 +622,11 @@ def fix_image(fn, # Image file
             w,h = im.size
             if max_pixels and w*h > max_pixels: return 'broken', f'decompression bomb: {w}×{h} pixels > max_pixels={max_pixels}'
             fmt = im.format
-            try: orient = im.getexif().get(0x0112, 1)
-            except Exception: orient = 1
+            if fmt == 'PNG' and (why := png_error(fn)): return 'broken', why
             if max_size and fmt == 'JPEG': im.draft(im.mode, fit_size((w,h), max_size))
-            im.load()
+            if (why := decode_error(im)): return 'broken', why  # first: reading EXIF would decode it, and hide the error
+            try: orient = im.getexif().get(0x0112, 1)
+            except Exception: orient = 1  # damaged EXIF alone does not spoil the picture
             if max_size is None: return 'ok', ''
             dest, ofmt = _out_name(out, fmt)
             upright = orient in (1, None) and getattr(im, 'n_frames', 1) == 1
