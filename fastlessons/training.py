@@ -13,7 +13,7 @@ from fastai.vision.all import *
 
 # %% auto #0
 __all__ = ['image_datablock', 'resolve_arch', 'weights_location', 'url_reachable', 'pretrained_source', 'cpu_flags',
-           'cpu_fast_bf16', 'CPUFastPath', 'train_classifier', 'interpret_classifier']
+           'cpu_fast_bf16', 'CPUFastPath', 'auto_bs', 'train_classifier', 'interpret_classifier']
 
 # %% ../nbs/02_training.ipynb #9660c8ec
 def image_datablock(size:int=192, # Images are squished to `size`×`size` pixels
@@ -131,12 +131,18 @@ def _check_folder(path):
     if len(classes) < 2: raise ValueError(f"need images in at least two class folders under {path}; found {len(files)} images in {len(classes)} class(es)")
     return path, files
 
-# %% ../nbs/02_training.ipynb #49c0319e
+# %% ../nbs/02_training.ipynb #259afd70
+def auto_bs(n_train:int, # Number of training images
+           )->int:
+    "A batch size that gives a small dataset about ten steps per epoch: `n_train//10`, between 8 and 64."
+    return min(64, max(8, n_train//10))
+
+# %% ../nbs/02_training.ipynb #0e768927
 def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset` or `build_dataset`
                      arch='resnet18', # torchvision model (function or name) or timm model name
                      epochs:int=3, # Epochs of training (after one frozen epoch when fine-tuning)
                      size:int=192, # Images are squished to `size`×`size`
-                     bs:int=64, # Batch size
+                     bs:int|None=None, # Batch size; `None`: a tenth of the training images, between 8 and 64
                      lr:float|None=None, # Peak learning rate; `None`: 2e-3 when fine-tuning, 3e-3 from scratch
                      pretrained:bool=True, # Start from pretrained weights when they are cached or downloadable
                      fast:bool=True, # CPU fast path on a CPU, fastai mixed precision on a GPU
@@ -157,6 +163,7 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
               f"Training from scratch instead: all layers, one-cycle schedule, {epochs} epochs.")
     set_seed(seed)
     nw = {} if num_workers is None and len(files) >= 1000 else {'num_workers': num_workers or 0}
+    bs = bs or auto_bs(round(len(files)*(1-valid_pct)))
     dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=bs, **nw)
     if len(dls.train)==0: dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=max(2, len(dls.train_ds)//2), **nw)
     if not dls.after_batch.fs.filter(risinstance(Normalize)): dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')
