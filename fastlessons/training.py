@@ -174,14 +174,15 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
             print(f"Could not load pretrained weights for {_arch_name(arch)} ({type(e).__name__}: {e}). Training from scratch instead.")
             use_pre = False
     if not use_pre: learn = vision_learner(dls, arch, pretrained=False, metrics=metrics, cbs=cbs, **kwargs)
+    fit_cbs = []  # callbacks for this training only: they are not kept in the learner, so `export` does not pickle them
     if fast:
         if dls.device.type=='cuda': learn.to_fp16()
-        elif dls.device.type=='cpu': learn.add_cb(CPUFastPath())
+        elif dls.device.type=='cpu': fit_cbs.append(CPUFastPath())
     learn.trained_from = 'pretrained' if use_pre else 'scratch'
     with contextlib.ExitStack() as ctx:
         if not progress: ctx.enter_context(learn.no_bar()); ctx.enter_context(learn.no_logging())
-        if use_pre: learn.fine_tune(epochs, base_lr=ifnone(lr, 2e-3))
-        else: learn.fit_one_cycle(epochs, ifnone(lr, 3e-3))
+        if use_pre: learn.fine_tune(epochs, base_lr=ifnone(lr, 2e-3), cbs=fit_cbs)
+        else: learn.fit_one_cycle(epochs, ifnone(lr, 3e-3), cbs=fit_cbs)
     return learn
 
 # %% ../nbs/02_training.ipynb #cba27196
