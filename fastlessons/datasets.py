@@ -13,6 +13,7 @@ import os, io, json, time, hashlib, tempfile
 
 import numpy as np
 from PIL import Image
+from .images import atomic_write
 
 # %% auto #0
 __all__ = ['digits_dataset', 'image_hashes', 'hamming_pairs', 'split_of', 'DatasetAudit', 'audit_dataset', 'build_dataset']
@@ -33,16 +34,11 @@ def digits_dataset(path, # Folder to write the class folders into
         if lbl not in keep: continue
         dest = path/str(lbl)/f'{i:04d}.png'
         if dest.exists(): continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
         arr = (255 - img*255/16).round().astype(np.uint8)
         im = Image.fromarray(arr, 'L')
         if scale>1: im = im.resize((8*scale, 8*scale), Image.NEAREST)
-        fd,tmp = tempfile.mkstemp(dir=dest.parent, prefix='.tmp-', suffix='.png')
-        try:
-            with os.fdopen(fd, 'wb') as f: im.save(f, format='PNG')
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True); raise
+        buf = io.BytesIO(); im.save(buf, format='PNG')
+        atomic_write(dest, buf.getvalue())
     return path
 
 # %% ../nbs/01_datasets.ipynb #3b42c735
@@ -200,12 +196,7 @@ def _read_state(fn):
     except (OSError, ValueError): return {}
 
 def _write_state(fn, state):
-    fd,tmp = tempfile.mkstemp(dir=Path(fn).parent, prefix='.tmp-', suffix='.json')
-    try:
-        with os.fdopen(fd, 'w') as f: json.dump(state, f, indent=1)
-        os.replace(tmp, fn)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+    atomic_write(fn, json.dumps(state, indent=1).encode())
 
 # %% ../nbs/01_datasets.ipynb #3d371ffe
 def build_dataset(path, # Dataset folder: images go into `path/<class>/`

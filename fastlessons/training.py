@@ -7,9 +7,10 @@ Docs: https://fastai.github.io/fastlessons/training.html.md"""
 # %% ../nbs/02_training.ipynb #80c8c4d5
 from __future__ import annotations
 from pathlib import Path
-import os, tempfile, contextlib, urllib.request, urllib.error
+import os, io, tempfile, contextlib, urllib.request, urllib.error
 from urllib.parse import urlparse
 from fastai.vision.all import *
+from .images import atomic_write
 
 # %% auto #0
 __all__ = ['image_datablock', 'resolve_arch', 'weights_location', 'url_reachable', 'pretrained_source', 'cpu_flags',
@@ -188,13 +189,8 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
 # %% ../nbs/02_training.ipynb #cba27196
 def _save_fig(fig, dest:Path):
     "Save `fig` as a PNG at `dest`, atomically."
-    fd,tmp = tempfile.mkstemp(dir=dest.parent, prefix='.tmp-', suffix='.png')
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format='png', bbox_inches='tight')
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+    buf = io.BytesIO(); fig.savefig(buf, format='png', bbox_inches='tight')
+    atomic_write(dest, buf.getvalue())
 
 def interpret_classifier(learn:Learner, # A trained classifier
                          dest=None, # Folder to save `confusion_matrix.png` and `top_losses.png` in; `None`: only show them
