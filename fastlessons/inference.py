@@ -7,7 +7,7 @@ Docs: https://fastai.github.io/fastlessons/inference.html.md"""
 # %% ../nbs/04_inference.ipynb #e1abb29e
 from __future__ import annotations
 from pathlib import Path
-import io, os, json, hashlib, warnings, zipfile
+import io, os, json, hashlib, warnings, zipfile, pickletools
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from fastai.vision.all import *
@@ -15,8 +15,8 @@ from .images import atomic_write
 from .training import resolve_arch
 
 # %% auto #0
-__all__ = ['pred_message', 'open_image', 'classify', 'learner_spec', 'describe_learner', 'describe_export', 'export_safe',
-           'load_safe', 'UnsafeLoadWarning', 'load_model', 'ClassifierApp']
+__all__ = ['pred_message', 'open_image', 'classify', 'pickle_globals', 'export_modules', 'learner_spec', 'describe_learner',
+           'describe_export', 'export_safe', 'load_safe', 'UnsafeLoadWarning', 'load_model', 'ClassifierApp']
 
 # %% ../nbs/04_inference.ipynb #d85a3be2
 def pred_message(pred, # The predicted class, as `learn.predict` returns it
@@ -61,6 +61,30 @@ def classify(learn, # A trained or loaded `Learner`
     im = open_image(src, cls=_img_cls(learn), name=name)
     with learn.no_bar(): pred,idx,probs = learn.predict(im)
     return str(pred), float(probs[idx])
+
+# %% ../nbs/04_inference.ipynb #a8dcd85c
+_STR_OPS = {'SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'UNICODE', 'SHORT_BINSTRING', 'BINSTRING', 'STRING'}
+
+def pickle_globals(data:bytes, # A pickle, e.g. `data.pkl` read from inside `export.pkl`
+                  )->list: # `(module, name)` pairs, in the order the pickle imports them
+    "The classes and functions a pickle imports when loaded, read from its opcodes without unpickling it."
+    out, stack, memo = [], [], {}
+    for op,arg,_ in pickletools.genops(data):
+        n = op.name
+        if n in _STR_OPS: stack.append(arg)
+        elif n == 'MEMOIZE': memo[len(memo)] = stack[-1] if stack else None
+        elif n in ('PUT', 'BINPUT', 'LONG_BINPUT'): memo[arg] = stack[-1] if stack else None
+        elif n in ('GET', 'BINGET', 'LONG_BINGET'): stack.append(memo.get(arg))
+        elif n == 'GLOBAL': out.append(tuple(arg.split(' ', 1))); stack.append(None)
+        elif n == 'STACK_GLOBAL': out.append((stack[-2], stack[-1])); stack.append(None)
+        elif n not in ('PROTO', 'FRAME', 'STOP'): stack.append(None)
+    return out
+
+def export_modules(fname, # `export.pkl` from `learn.export`
+                  )->set: # Top-level package names, e.g. `{'fastai', 'torch', ...}`
+    "The packages whose code loading `fname` imports: what must be installed, in compatible versions, wherever it is loaded."
+    with zipfile.ZipFile(fname) as z: data = [z.read(n) for n in z.namelist() if n.endswith('data.pkl')]
+    return {m.split('.')[0] for d in data for m,_ in pickle_globals(d)}
 
 # %% ../nbs/04_inference.ipynb #fbe3315d
 _SAFE_TFMS = {'Resize', 'RandomResizedCrop', 'ToTensor', 'IntToFloatTensor', 'Normalize'}
