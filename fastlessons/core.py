@@ -12,7 +12,7 @@ import os, json, hashlib, tempfile
 
 # %% auto #0
 __all__ = ['atomic_write', 'clean_partials', 'unique_dest', 'move_noclobber', 'append_jsonl', 'read_jsonl', 'file_sha256',
-           'arch_name']
+           'arch_name', 'url_reachable', 'have_internet']
 
 # %% ../nbs/api/00_core.ipynb #dac0195d
 _TMP_PREFIX, _TMP_SUFFIX = '.fastlessons-', '.part'
@@ -104,3 +104,19 @@ def arch_name(arch, # A model function such as `resnet18`, or its name
              )->str:
     "The name of an architecture, whether it is given as a function or as a name."
     return arch if isinstance(arch, str) else getattr(arch, '__name__', str(arch))
+
+# %% ../nbs/api/00_core.ipynb #30eef7dd
+def url_reachable(url:str, # URL to ask for
+                  timeout:float=3.0, # Seconds to wait for an answer
+                 )->bool:
+    "Whether `url` answers a `HEAD` request with a success (after redirects) within `timeout` seconds."
+    import urllib.request, urllib.error
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method='HEAD'), timeout=timeout) as r: return 200 <= r.status < 400
+    except (urllib.error.URLError, OSError, ValueError): return False
+
+def have_internet(url:str='https://duckduckgo.com', # An address on the internet that should answer
+                  timeout:float=3.0, # Seconds to wait
+                 )->bool:
+    "Whether the internet can be reached right now (by default: whether DuckDuckGo answers)."
+    return url_reachable(url, timeout)

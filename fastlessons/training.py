@@ -10,11 +10,11 @@ from pathlib import Path
 import os, io, tempfile, contextlib, urllib.request, urllib.error
 from urllib.parse import urlparse
 from fastai.vision.all import *
-from .core import atomic_write, arch_name
+from .core import atomic_write, arch_name, url_reachable
 
 # %% auto #0
-__all__ = ['image_datablock', 'resolve_arch', 'weights_location', 'url_reachable', 'pretrained_source', 'cpu_flags',
-           'cpu_fast_bf16', 'CPUFastPath', 'auto_bs', 'train_classifier', 'interpret_classifier']
+__all__ = ['image_datablock', 'resolve_arch', 'weights_location', 'pretrained_source', 'cpu_flags', 'cpu_fast_bf16',
+           'CPUFastPath', 'auto_bs', 'train_classifier', 'interpret_classifier']
 
 # %% ../nbs/api/03_training.ipynb #9660c8ec
 def image_datablock(size:int=192, # Images are squished to `size`×`size` pixels
@@ -61,15 +61,6 @@ def weights_location(arch, # As for `resolve_arch`
     if not cfg.url: return None, None
     f = Path(torch.hub.get_dir())/'checkpoints'/Path(urlparse(cfg.url).path).name
     return cfg.url, (f if f.exists() else None)
-
-# %% ../nbs/api/03_training.ipynb #c0ca17fc
-def url_reachable(url:str, # URL to ask for
-                  timeout:float=3.0, # Seconds to wait for an answer
-                 )->bool:
-    "Whether `url` answers a `HEAD` request with a success (after redirects) within `timeout` seconds."
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method='HEAD'), timeout=timeout) as r: return 200 <= r.status < 400
-    except (urllib.error.URLError, OSError, ValueError): return False
 
 # %% ../nbs/api/03_training.ipynb #56826974
 def pretrained_source(arch, # As for `resolve_arch`
