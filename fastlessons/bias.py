@@ -1,4 +1,4 @@
-"""Lesson 2: the six sources of harm in machine learning, each found in this course's own pipeline, and a simulation of a runaway feedback loop.
+"""The six sources of harm of Suresh & Guttag, with an example of each from this course, and Ensign et al.'s runaway feedback loop as a simulation.
 
 Docs: https://fastai.github.io/fastlessons/api/bias.html.md"""
 
@@ -10,7 +10,8 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 # %% auto #0
-__all__ = ['BIAS_TYPES', 'BIAS_EXAMPLES', 'bias_type', 'bias_example', 'simulate_feedback_loop', 'plot_feedback_loop']
+__all__ = ['BIAS_TYPES', 'BIAS_EXAMPLES', 'bias_type', 'bias_example', 'bias_summary', 'simulate_feedback_loop',
+           'plot_feedback_loop']
 
 # %% ../nbs/api/07_bias.ipynb #7bda41cd
 BIAS_TYPES = {
@@ -46,6 +47,14 @@ def bias_example(name:str # One of the six, as for `bias_type`
                 )->str: # Where this source of harm shows up in this course's own pipeline
     "An example of one of the six sources of harm, taken from this course's pipeline."
     return BIAS_EXAMPLES[_bias_key(name)]
+
+# %% ../nbs/api/07_bias.ipynb #15dbffcc
+def bias_summary(names=None, # Which sources, named as for `bias_type`; `None` for all six
+                ): # An `IPython.display.Markdown`, shown as formatted text in a notebook (its text is `.data`)
+    "The six sources of harm as a list: each one's definition and where it shows up in this course."
+    from IPython.display import Markdown
+    keys = list(BIAS_TYPES) if names is None else [_bias_key(n) for n in ([names] if isinstance(names, str) else names)]
+    return Markdown('\n'.join(f"- **{k.capitalize()} bias.** {BIAS_TYPES[k]} *In this course:* {BIAS_EXAMPLES[k]}" for k in keys))
 
 # %% ../nbs/api/07_bias.ipynb #bc903789
 def _rates(x, name, n=2):

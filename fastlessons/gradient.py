@@ -1,4 +1,4 @@
-"""Lesson 3: fit a quadratic to noisy data, first by hand with sliders, then by gradient descent — the same loop that trains every deep model.
+"""The machinery of lesson 3: plot a function, make noisy data, fit it by hand with sliders and automatically by gradient descent, from a quadratic to rectified linear units and layers of `x @ W`.
 
 Docs: https://fastai.github.io/fastlessons/api/gradient.html.md"""
 
@@ -7,15 +7,19 @@ Docs: https://fastai.github.io/fastlessons/api/gradient.html.md"""
 # %% ../nbs/api/06_gradient.ipynb #1514ca1c
 from __future__ import annotations
 from functools import partial
-import warnings
+from contextlib import contextmanager
+import base64, io, warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import matplotlib.pyplot as plt
+from ipywidgets import interactive, FloatSlider, Label, Image as ImageWidget
 
 # %% auto #0
-__all__ = ['plot_function', 'quad', 'mk_quad', 'noise', 'add_noise', 'noisy_data', 'mae', 'mse', 'quad_mae', 'plot_quad',
-           'quad_sliders', 'gradient_descent', 'fit_quadratic', 'rectified_linear', 'relu_sum', 'fit_relus']
+__all__ = ['plot_function', 'quad', 'mk_quad', 'noise', 'add_noise', 'noisy_data', 'mae', 'mse', 'quad_mae', 'plot_fit',
+           'plot_quad', 'FunctionSliders', 'quad_sliders', 'gradient_descent', 'fit_quadratic', 'rectified_linear',
+           'double_relu', 'relu_sum', 'fit_relus', 'init_layers', 'simple_net', 'split_tensors']
 
 # %% ../nbs/api/06_gradient.ipynb #cee84fcc
 def plot_function(f, # Function of a tensor `x`, returning a tensor (or array) of the same length
@@ -52,21 +56,26 @@ def mk_quad(a, # Coefficient of x²
     return partial(quad, a, b, c)
 
 # %% ../nbs/api/06_gradient.ipynb #d77f62fb
+def _rng(rng):
+    "numpy's global random state for `None`, a `RandomState` seeded with `rng` for a number, or `rng` itself."
+    if rng is None or rng is np.random: return np.random
+    if isinstance(rng, (np.random.RandomState, np.random.Generator)): return rng
+    return np.random.RandomState(rng)
+
 def noise(x, # Tensor whose shape the noise takes
           scale, # Standard deviation of the noise
-          rng=None, # Seed or `numpy.random.Generator`; `None` for fresh randomness
+          rng=None, # `None`: numpy's global random state, as in the course; or a seed, `RandomState` or `Generator`
          ):
     "Normal noise with mean 0 and standard deviation `scale`, shaped like `x`, as a tensor of `x`'s dtype."
-    rng = np.random.default_rng(rng)
-    return torch.as_tensor(rng.normal(scale=scale, size=tuple(x.shape)), dtype=x.dtype)
+    return torch.as_tensor(_rng(rng).normal(scale=scale, size=tuple(x.shape)), dtype=x.dtype)
 
 def add_noise(x, # Clean values, a float tensor
               mult, # Scale of the multiplicative noise
               add, # Scale of the additive noise
-              rng=None, # Seed or `numpy.random.Generator`
+              rng=None, # As for `noise`
              ):
     "`x` with multiplicative noise of scale `mult` and additive noise of scale `add`, as in the course."
-    rng = np.random.default_rng(rng)
+    rng = _rng(rng)
     return x * (1 + noise(x, mult, rng)) + noise(x, add, rng)
 
 # %% ../nbs/api/06_gradient.ipynb #88c9185f
@@ -74,7 +83,7 @@ def noisy_data(f, # Function to sample, e.g. `mk_quad(3, 2, 1)`
                n:int=20, # Number of points
                mult=0.15, # Scale of the multiplicative noise
                add=1.5, # Scale of the additive noise
-               seed=None, # Seed for the noise; `None` for fresh randomness
+               seed=None, # Seed for the noise (as `np.random.seed(seed)` in the course); `None`: numpy's global random state
                min=-2., # Smallest x
                max=2., # Largest x
               )->tuple: # `(x, y)`, both float tensors of shape `(n, 1)`
@@ -101,22 +110,82 @@ def quad_mae(params, # `(a, b, c)`: a sequence or a tensor of 3 numbers
     return mae(quad(*params, x), y)
 
 # %% ../nbs/api/06_gradient.ipynb #98a31204
+def plot_fit(f, # `f(*params, x)`, e.g. `quad` or `rectified_linear`
+             params, # The parameters, in `f`'s order
+             x=None, # Inputs of the data to draw, or `None`
+             y=None, # Targets of the data
+             loss_func=mae, # Loss to show in the title, when there is data
+             ylim=None, # y limits of the plot
+             min=-2.1, # Smallest x to plot
+             max=2.1, # Largest x to plot
+             ax=None, # Axes to draw on; `None`: the current axes
+            )->float|None: # The loss, or `None` without data
+    "Draw `partial(f, *params)` with `plot_function`, over the data `x`, `y` and titled with its loss when they are given."
+    if ax is not None: plt.sca(ax)
+    loss = None
+    if x is not None:
+        loss = float(loss_func(f(*params, x), y))
+        plt.scatter(torch.as_tensor(x).ravel(), torch.as_tensor(y).ravel())
+    plot_function(partial(f, *params), min=min, max=max, ylim=ylim,
+                  title=None if loss is None else f"{loss_func.__name__.upper()}: {loss:.2f}")
+    return loss
+
 def plot_quad(x, # Inputs of the data
               y, # Targets of the data
               a, b, c, # Parameters of the quadratic
               loss_func=mae, # Loss to show
               ylim=(-3, 13), # y limits of the plot
-              ax=None, # Axes to draw on; `None` for a new figure
+              ax=None, # Axes to draw on; `None`: the current axes
              )->float: # The loss
-    "Scatter the data, draw `quad(a, b, c, x)` over it, and title the plot with the loss."
-    if ax is None: _,ax = plt.subplots(figsize=(5, 3.5))
-    loss = float(loss_func(quad(a, b, c, x), y))
-    xs = torch.linspace(float(x.min())-0.1, float(x.max())+0.1, 100)
-    ax.scatter(x.ravel(), y.ravel())
-    ax.plot(xs, quad(a, b, c, xs), 'r')
-    ax.set_ylim(ylim)
-    ax.set_title(f"{loss_func.__name__.upper()}: {loss:.2f}")
-    return loss
+    "Scatter the data, draw `quad(a, b, c, x)` over it, and title the plot with the loss: the course's `plot_quad`."
+    return plot_fit(quad, (a, b, c), x, y, loss_func=loss_func, ylim=ylim, ax=ax)
+
+# %% ../nbs/api/06_gradient.ipynb #e2a54fcd
+def _plot_png(f, params:dict, **kwargs):
+    "`plot_fit(f, params.values(), **kwargs)` on a figure of its own, the values under it: `(png bytes, (x, y) of the curve, loss)`."
+    fig,ax = plt.subplots(figsize=(5, 3.5))
+    try:
+        loss = plot_fit(f, tuple(params.values()), ax=ax, **kwargs)
+        ax.set_xlabel(',  '.join(f'{k} = {v:.2f}' for k,v in params.items()))  # the values, for the picture on static pages
+        curve = tuple(torch.as_tensor(a).ravel() for a in ax.lines[-1].get_data())
+        buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90, bbox_inches='tight')
+    finally: plt.close(fig)
+    return buf.getvalue(), curve, loss
+
+# %% ../nbs/api/06_gradient.ipynb #aa0b77b7
+class FunctionSliders(interactive):
+    "Sliders for the parameters of `f`, redrawing `f` (and its loss on data) as they move; a picture of the plot for static pages."
+    def __init__(self, f, # `f(*params, x)`, e.g. `quad`, `rectified_linear`, `double_relu`
+                 ylim=None, # y limits of the plot
+                 x=None, # Inputs of the data to draw and measure the loss on, or `None`
+                 y=None, # Targets of the data
+                 loss_func=mae, # Loss to show, when there is data
+                 min=-2.1, # Smallest x to plot
+                 max=2.1, # Largest x to plot
+                 lo=-5., # Smallest value of each slider
+                 hi=10., # Largest value of each slider
+                 step=0.1, # Step of the sliders (→ on a slider moves it one step)
+                 **params, # Starting value of each of `f`'s parameters, by name and in `f`'s order: one slider each
+                ):
+        if (x is None) != (y is None): raise ValueError("give both x and y, or neither")
+        if not params: raise ValueError("give each parameter of f a starting value, e.g. m=1.5, b=1.5")
+        self.func, self.loss_func, self._kw = f, loss_func, dict(x=x, y=y, loss_func=loss_func, ylim=ylim, min=min, max=max)
+        self.curve, self.text = None, Label()
+        self.image = ImageWidget(format='png')
+        sl = {k: FloatSlider(value=v, min=lo, max=hi, step=step, description=k, continuous_update=False) for k,v in params.items()}
+        super().__init__(self._draw, clear_output=False, **sl)
+        self.children = (*self.children[:-1], self.image, self.text)  # the picture and the loss take the place of the Output area
+
+    def _draw(self, **params):
+        self.image.value, self.curve, loss = _plot_png(self.func, params, **self._kw)
+        self.image.width = str(int.from_bytes(self.image.value[16:20], 'big'))  # the PNG's own width: shown at its size, not stretched
+        self.text.value = '' if loss is None else f"{self.loss_func.__name__.upper()}: {loss:.2f}"
+        return loss
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        if self.image.value: data['image/png'] = base64.b64encode(self.image.value).decode()
+        return data
 
 # %% ../nbs/api/06_gradient.ipynb #80aeabe3
 def quad_sliders(x, # Inputs of the data
@@ -124,56 +193,67 @@ def quad_sliders(x, # Inputs of the data
                  a=1.1, b=1.1, c=1.1, # Starting values of the sliders
                  loss_func=mae, # Loss to show
                  ylim=(-3, 13), # y limits of the plot
-                ):
-    "An `ipywidgets.interactive` with sliders for `a`, `b` and `c` that plots the fit and shows its loss."
-    from ipywidgets import interactive, FloatSlider
-    from IPython.display import display
-    name = loss_func.__name__.upper()
-    def _show(a, b, c):
-        fig,ax = plt.subplots(figsize=(5, 3.5))
-        loss = plot_quad(x, y, a, b, c, loss_func=loss_func, ylim=ylim, ax=ax)
-        display(fig)
-        plt.close(fig)
-        print(f"{name}: {loss:.2f}")
-        return loss
-    sl = lambda v,d: FloatSlider(value=v, min=-5., max=10., step=0.1, description=d, continuous_update=False)
-    return interactive(_show, a=sl(a,'a'), b=sl(b,'b'), c=sl(c,'c'))
+                )->FunctionSliders:
+    "Sliders for `a`, `b` and `c` that draw the quadratic over the data and show its loss."
+    return FunctionSliders(quad, ylim=ylim, x=x, y=y, loss_func=loss_func, a=a, b=b, c=c)
+
+# %% ../nbs/api/06_gradient.ipynb #ade849bd
+@contextmanager
+def _torch_threads(n):
+    "Run the block with `n` torch threads (`None`: leave them as they are), then put the number back."
+    old = torch.get_num_threads()
+    if n is not None: torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(old)
+
+def _as_params(params):
+    "Float tensors detached from `params` (one tensor or anything `torch.as_tensor` takes, or a list of tensors), ready for gradients."
+    many = isinstance(params, (list, tuple)) and len(params) > 0 and all(isinstance(p, torch.Tensor) for p in params)
+    ps = list(params) if many else [torch.as_tensor(params)]
+    ps = [(p if p.is_floating_point() else p.float()).detach().clone().requires_grad_() for p in ps]
+    return ps, many
 
 # %% ../nbs/api/06_gradient.ipynb #88cc8805
-def gradient_descent(model, # `model(params, x)` returns the predictions
-                     params, # Starting parameters, a float tensor (copied, not changed)
+def gradient_descent(model, # `model(params, x)` returns the predictions, shaped like `y`
+                     params, # Starting parameters: a float tensor, or a list of them (copied, not changed)
                      x, # Inputs
-                     y, # Targets
+                     y, # Targets, one row per row of `x`
                      steps:int=100, # Number of updates
-                     lr:float=0.01, # Learning rate: each step is `lr` times the gradient
+                     lr=0.01, # Learning rate: a number, or `lr(pos)` for `pos` from 0 to 1, e.g. fastai's `combined_cos`
                      loss_func=mae, # `loss_func(preds, y)` returns a scalar tensor
-                    )->tuple: # `(params, losses)`: fitted parameters, and the loss before each step
-    "Fit `params` of `model` to `x`, `y` by gradient descent, zeroing the gradient every step."
-    if int(steps) != steps or steps < 1: raise ValueError(f"steps must be a positive integer; got {steps!r}")
-    if not lr > 0: raise ValueError(f"lr must be positive; got {lr!r}")
+                     threads:int|None=1, # Torch threads for the loop (put back after); `None`: as they are
+                    )->tuple: # `(params, losses)`: fitted parameters (like `params`), and the loss before each step
+    "Fit `params` of `model` to `x`, `y` by gradient descent, zeroing the gradients every step."
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1: raise ValueError(f"steps must be a positive integer; got {steps!r}")
+    if not callable(lr) and not lr > 0: raise ValueError(f"lr must be positive, or a function of the position in training; got {lr!r}")
     x,y = torch.as_tensor(x), torch.as_tensor(y)
-    if x.shape != y.shape: raise ValueError(f"x and y must have the same shape; got {tuple(x.shape)} and {tuple(y.shape)}")
-    params = torch.as_tensor(params)
-    if not params.is_floating_point(): params = params.float()
-    params = params.detach().clone().requires_grad_()
+    if len(x) != len(y): raise ValueError(f"x and y must have the same number of rows; got {tuple(x.shape)} and {tuple(y.shape)}")
+    ps,many = _as_params(params)
     losses = []
-    for i in range(int(steps)):
-        loss = loss_func(model(params, x), y)
-        if not torch.isfinite(loss):
-            warnings.warn(f"loss is {loss.item()} at step {i}: the learning rate lr={lr} is too large; stopping")
-            break
-        loss.backward()
-        with torch.no_grad():
-            params -= params.grad*lr
-            params.grad.zero_()
-        losses.append(loss.item())
-    return params.detach(), losses
+    with _torch_threads(threads):
+        for i in range(int(steps)):
+            preds = model(ps if many else ps[0], x)
+            if i == 0 and preds.shape != y.shape: raise ValueError(
+                f"the model's predictions have shape {tuple(preds.shape)} but y has shape {tuple(y.shape)}: they must match, or the loss compares the wrong numbers")
+            loss = loss_func(preds, y)
+            if not torch.isfinite(loss):
+                warnings.warn(f"loss is {loss.item()} at step {i}: the learning rate lr={lr} is too large; stopping")
+                break
+            loss.backward()
+            step_lr = lr(i/steps) if callable(lr) else lr
+            with torch.no_grad():
+                for p in ps:
+                    p -= p.grad*step_lr
+                    p.grad.zero_()
+            losses.append(loss.item())
+    ps = [p.detach() for p in ps]
+    return (ps if many else ps[0]), losses
 
 # %% ../nbs/api/06_gradient.ipynb #df1d9e39
 def fit_quadratic(x, # Inputs
                   y, # Targets, same shape as `x`
                   steps:int=100, # Number of gradient-descent steps
-                  lr:float=0.01, # Learning rate
+                  lr:float=0.01, # Learning rate (or schedule, as for `gradient_descent`)
                   init=(1.1, 1.1, 1.1), # Starting `(a, b, c)`
                   loss_func=mae, # Loss to minimise
                  )->tuple: # `((a, b, c), losses)`
@@ -188,6 +268,12 @@ def rectified_linear(m, # Slope
                      x): # Inputs
     "A rectified linear unit: $\\max(0, mx+b)$."
     return torch.clip(m*x + b, 0.)
+
+def double_relu(m1, b1, # Slope and intercept of the first unit
+                m2, b2, # Slope and intercept of the second unit
+                x): # Inputs
+    "The sum of two rectified linear units, as in the course."
+    return rectified_linear(m1, b1, x) + rectified_linear(m2, b2, x)
 
 def relu_sum(params, # Tensor of shape `(n, 3)`: a row `(m, b, w)` for each unit
              x, # Inputs, shape `(N, 1)`
@@ -213,3 +299,43 @@ def fit_relus(x, # Inputs, shape `(N, 1)`
     kink = lo + torch.rand(n, generator=g)*(hi-lo)
     w = torch.randn(n, generator=g)*0.1
     return gradient_descent(relu_sum, torch.stack([m, -m*kink, w], 1), x, y, steps=steps, lr=lr, loss_func=loss_func)
+
+# %% ../nbs/api/06_gradient.ipynb #b00061a8
+def init_layers(sizes, # Widths, inputs first: `(30, 1)` is one layer, `(30, 20, 1)` two
+                seed:int=0, # Seed for the random weights
+               )->list: # `[W1, b1, W2, b2, ...]`, `W` of shape `(n_in, n_out)`, `b` of shape `(n_out,)`
+    "Parameters for `simple_net`: random weights scaled by $1/\\sqrt{n_{in}}$, and zero biases."
+    if len(sizes) < 2: raise ValueError(f"need at least an input and an output size; got {sizes!r}")
+    g = torch.Generator().manual_seed(seed)
+    params = []
+    for n_in,n_out in zip(sizes, sizes[1:]): params += [torch.randn(n_in, n_out, generator=g)/n_in**0.5, torch.zeros(n_out)]
+    return params
+
+def simple_net(params, # `[W1, b1, W2, b2, ...]`, as from `init_layers`
+               x, # Inputs, shape `(N, n_in)`
+              ): # Outputs, shape `(N, n_out)`
+    "Layers of `x @ W + b`, with a ReLU between each two."
+    *hidden, W, b = params
+    for i in range(0, len(hidden), 2): x = F.relu(x @ hidden[i] + hidden[i+1])
+    return x @ W + b
+
+# %% ../nbs/api/06_gradient.ipynb #6bc3d9fc
+def split_tensors(X, # Inputs: an array or tensor, one row per example
+                  y, # Targets: one per row
+                  valid_pct:float=0.2, # Share of the rows held out for validation
+                  seed:int=42, # Seed for the shuffle
+                  normalize:bool=True, # Scale each column to mean 0 and standard deviation 1, using the training rows
+                 )->tuple: # `(x_train, y_train, x_valid, y_valid)`, float tensors, `y` as a column
+    "Shuffle `X`, `y`, hold out `valid_pct` of the rows, and normalise the columns with the training rows' statistics."
+    X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(y), dtype=torch.float32).reshape(len(y), -1)
+    if len(X) != len(y): raise ValueError(f"X and y must have the same number of rows; got {len(X)} and {len(y)}")
+    n_valid = int(round(len(X)*valid_pct))
+    if not 0 < n_valid < len(X): raise ValueError(f"valid_pct={valid_pct} leaves {n_valid} of {len(X)} rows for validation: need at least one in each part")
+    idx = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))
+    tr,va = idx[n_valid:], idx[:n_valid]
+    if normalize:
+        mean,std = X[tr].mean(0), X[tr].std(0)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        X = (X - mean)/std
+    return X[tr], y[tr], X[va], y[va]
