@@ -8,17 +8,20 @@ Docs: https://fastai.github.io/fastlessons/api/all.html.md"""
 __all__ = []
 
 # %% ../nbs/api/all.ipynb #32974f93
-from fastai.vision.all import *
-from fastai.vision.widgets import *
-from . import core, images, datasets, training, cleaning, inference, gradient, bias
-from .core import *
-from .images import *
-from .datasets import *
-from .training import *
-from .cleaning import *
-from .inference import *
-from .gradient import *
-from .bias import *
+import warnings
+with warnings.catch_warnings():  # fastai's own use of `torch.jit.script` warns at import: nothing a learner can act on
+    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
+    from fastai.vision.all import *
+    from fastai.vision.widgets import *
+    from fastlessons import core, images, datasets, training, cleaning, inference, gradient, bias
+    from fastlessons.core import *
+    from fastlessons.images import *
+    from fastlessons.datasets import *
+    from fastlessons.training import *
+    from fastlessons.cleaning import *
+    from fastlessons.inference import *
+    from fastlessons.gradient import *
+    from fastlessons.bias import *
 
 # %% ../nbs/api/all.ipynb #84f7754b
 _mods = (core, images, datasets, training, cleaning, inference, gradient, bias)

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, unquote
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+from fastcore.foundation import L
 from .core import atomic_write, clean_partials, unique_dest, append_jsonl, read_jsonl
 
 # %% auto #0
@@ -22,7 +23,8 @@ __all__ = ['SEARCH_OPTIONS', 'MANIFEST', 'sniff_image', 'backoff', 'SearchError'
            'ddg_page', 'ddg_search', 'search_cache_dir', 'serpapi_search', 'local_search', 'search_images',
            'search_images_ddg', 'image_name', 'check_content_type', 'check_image_bytes', 'DownloadError', 'fetch_image',
            'read_manifest', 'DownloadReport', 'download_images', 'image_files', 'fit_size', 'to_rgb', 'decode_error',
-           'png_error', 'fix_image', 'quarantine_file', 'VerifyReport', 'verify_resize']
+           'png_error', 'fix_image', 'quarantine_file', 'VerifyReport', 'verify_resize', 'download_url',
+           'verify_images', 'resize_images']
 
 # %% ../nbs/api/01_images.ipynb #f132384d
 _MAGIC = [(b'\xff\xd8\xff', 'jpeg'), (b'\x89PNG\r\n\x1a\n', 'png'), (b'GIF87a', 'gif'), (b'GIF89a', 'gif'),
@@ -201,7 +203,7 @@ def search_images(term:str, # What to search for, e.g. 'bird photos'
                   max_wait:float=60., # Seconds of waiting between retries at most
                   sleep=time.sleep, # Function that waits
                   **opts, # ddgs options: region, safesearch, size, type_image, layout, color, license_image, timelimit
-                 )->list: # Image URLs (or result dicts when `meta`)
+                 )->L: # Image URLs (or result dicts when `meta`), as the course's `search_images` returns them
     "Distinct image URLs for `term` from DuckDuckGo through ddgs, paged, retried, cached on disk, with fallbacks."
     if not isinstance(term, str) or not term.strip(): raise ValueError(f"term must be a non-empty string, got {term!r}")
     if max_images < 1: raise ValueError(f"max_images must be at least 1, got {max_images}")
@@ -217,7 +219,7 @@ def search_images(term:str, # What to search for, e.g. 'bird photos'
         except SearchError as e:
             if not fallback: raise
             res = _fallback(term, max_images, local, e)
-    return res if meta else [r['image'] for r in res]
+    return L(res) if meta else L(res).itemgot('image')
 
 def _fallback(term, max_images, local, err):
     "Results from the fallbacks, or a `SearchError` saying what was tried."
@@ -239,9 +241,10 @@ def _fallback(term, max_images, local, err):
 
 def search_images_ddg(term:str, # What to search for
                       max_images:int=200, # Stop after this many
-                     )->list[str]: # Image URLs
+                      **kwargs, # Passed on to `search_images`
+                     )->L: # Image URLs, as fastbook returns them
     "fastbook's `search_images_ddg`, working again: image URLs for `term` from DuckDuckGo (see `search_images`)."
-    return search_images(term, max_images=max_images)
+    return search_images(term, max_images=max_images, **kwargs)
 
 # %% ../nbs/api/01_images.ipynb #f21b0e9a
 _EXT = {'jpeg': '.jpg', 'png': '.png', 'gif': '.gif', 'webp': '.webp', 'bmp': '.bmp', 'tiff': '.tif'}
@@ -612,14 +615,28 @@ def quarantine_file(fn, # File to move aside
                     qdir, # Quarantine folder
                     rel=None, # Path to keep below `qdir`; default the file's name
                     reason:str='', # Why it was rejected
-                   )->Path: # Where the file is now
+                    link:bool=False, # Leave `fn` where it is and put a hard link to it (a copy where links are impossible) in `qdir`
+                   )->Path: # Where the file is now (with `link`: where its quarantined twin is)
     "Move `fn` into `qdir` (never overwriting) and record `reason` in `qdir/reasons.jsonl`."
     fn, qdir = Path(fn), Path(qdir)
     target = unique_dest(qdir/(rel or fn.name))
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(fn), str(target))
+    if not link: shutil.move(str(fn), str(target))
+    else:
+        try: os.link(fn, target)
+        except FileExistsError: raise
+        except OSError: shutil.copy2(fn, target)  # a disk without hard links
     append_jsonl(qdir/'reasons.jsonl', {'file': str(target.relative_to(qdir)), 'from': str(fn), 'reason': reason})
     return target
+
+# %% ../nbs/api/01_images.ipynb #da35707a
+def _map_threads(f, items, n_workers=None, progress=True):
+    "Yield `(item, f(item))` for each of `items` as it finishes, on `n_workers` threads (PIL releases the GIL while it decodes)."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # `fix_image` refuses them itself, with a reason
+        with ThreadPoolExecutor(max_workers=n_workers or os.cpu_count() or 2) as ex:
+            futs = {ex.submit(f, it): it for it in items}
+            for fut in _progress(as_completed(futs), len(futs), progress): yield futs[fut], fut.result()
 
 # %% ../nbs/api/01_images.ipynb #5a26ff15
 @dataclass
@@ -646,8 +663,9 @@ def verify_resize(path, # Folder of images (subfolders included)
     "In one parallel pass, check every image under `path`, quarantine the broken ones with their reason, and resize the rest to `max_size`."
     path = Path(path)
     qdir = Path(quarantine) if quarantine else path/'.quarantine'
-    dest = Path(dest) if dest else None
-    skip = [p.resolve() for p in (qdir, dest) if p is not None]  # never process our own output again
+    dest = Path(dest) if dest and Path(dest).resolve() != path.resolve() else None  # `dest=path`: in place
+    inside = lambda p: p is not None and p.resolve().is_relative_to(path.resolve())
+    skip = [p.resolve() for p in (qdir, dest) if inside(p)]  # never process our own output again
     files = [f for f in image_files(path, recurse) if not any(f.resolve().is_relative_to(s) for s in skip)]
     for folder in {f.parent for f in files}: clean_partials(folder)
     rep = VerifyReport(path, counts=Counter(ok=0, resized=0, converted=0, skipped=0, broken=0))
@@ -657,13 +675,71 @@ def verify_resize(path, # Folder of images (subfolders included)
             done = [o for o in (out, out.with_suffix('.jpg')) if o.exists() and o.stat().st_mtime >= f.stat().st_mtime]
             if done: return 'skipped', str(done[0])
         return fix_image(f, out, max_size=max_size, max_pixels=max_pixels)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # we refuse them ourselves, with a reason
-        with ThreadPoolExecutor(max_workers=n_workers or os.cpu_count() or 2) as ex:
-            futs = {ex.submit(one, f): f for f in files}
-            for fut in _progress(as_completed(futs), len(futs), progress):
-                f, (status, detail) = futs[fut], fut.result()
-                rep.counts[status] += 1
-                if status == 'broken':
-                    rep.quarantined.append((f, quarantine_file(f, qdir, f.relative_to(path), detail), detail))
+    for f, (status, detail) in _map_threads(one, files, n_workers, progress):
+        rep.counts[status] += 1
+        if status == 'broken': rep.quarantined.append((f, quarantine_file(f, qdir, f.relative_to(path), detail), detail))
     return rep
+
+# %% ../nbs/api/01_images.ipynb #ca10aea9
+def _url_dest(url, dest):
+    "Where `download_url` writes: `dest`, or the URL's file name inside `dest` (or the current folder) as fastdownload does."
+    name = unquote(urlsplit(url).path).rstrip('/').rsplit('/', 1)[-1]
+    if not re.fullmatch(r'\w[\w.-]*', name): name = image_name(url)  # empty, hidden or odd: a safe name instead
+    if dest is None: return Path(name)
+    dest = Path(dest)
+    return dest/name if dest.is_dir() else dest
+
+def download_url(url:str, # URL of the image
+                 dest=None, # File to write, or an existing folder to write into; default the URL's file name, here
+                 timeout:float|None=None, # Seconds any single wait for the server may take; default 8
+                 show_progress:bool=True, # Accepted, as fastdownload's: one image needs no progress bar
+                 deadline:float=20., # Seconds the whole download may take
+                )->Path: # The file written
+    "fastdownload's `download_url` for images: a whole image or a `DownloadError`, within `deadline` seconds, written atomically."
+    dest = _url_dest(url, dest)
+    kind = mimetypes.guess_type(dest.name)[0]
+    if kind and not kind.startswith('image/'):  # not an image: fastdownload's download, as the course would get
+        from fastdownload import download_url as _fd_download_url
+        return _fd_download_url(url, dest, timeout=timeout, show_progress=show_progress)
+    return atomic_write(dest, fetch_image(url, deadline=deadline, timeout=8. if timeout is None else timeout))
+
+# %% ../nbs/api/01_images.ipynb #a6cb2750
+def _common_folder(fns):
+    "The deepest folder that holds all of `fns`."
+    try: return Path(os.path.commonpath([str(Path(f).parent) for f in fns]))
+    except ValueError: return Path(os.path.commonpath([os.path.abspath(Path(f).parent) for f in fns]))  # relative and absolute mixed
+
+def verify_images(fns, # Image files, e.g. `get_image_files(path)`
+                  quarantine=None, # Folder for the broken files' links; default `.quarantine` in the folder that holds them all
+                  n_workers:int|None=None, # Threads; default one per CPU
+                  max_pixels:int|None=Image.MAX_IMAGE_PIXELS, # Refuse images with more pixels than this
+                  progress:bool=True, # Show a progress bar
+                 )->L: # The files that are not whole images, in the order of `fns`, as fastai's `verify_images` returns them
+    "fastai's `verify_images`: the files in `fns` that cannot be opened, each first linked into a quarantine with its reason."
+    fns = [Path(f) for f in fns]
+    if not fns: return L()
+    check = lambda f: fix_image(f, max_size=None, max_pixels=max_pixels)
+    bad = {f: why for f,(status,why) in _map_threads(check, fns, n_workers, progress) if status == 'broken'}
+    root = _common_folder(fns)
+    qdir = Path(quarantine) if quarantine else root/'.quarantine'
+    for f,why in bad.items():
+        rel = f.relative_to(root) if f.is_absolute() == root.is_absolute() else f.name
+        quarantine_file(f, qdir, rel, why, link=True)
+    if bad: print(f"{len(bad)} of {len(fns)} files are not whole images; each is kept in {qdir} with its reason (reasons.jsonl).")
+    return L(f for f in fns if f in bad)
+
+# %% ../nbs/api/01_images.ipynb #31d2092a
+def resize_images(path, # Folder of images
+                  max_workers:int|None=None, # Threads; default one per CPU
+                  max_size:int|None=None, # Longest side after resizing; `None` only converts to RGB
+                  recurse:bool=False, # Include subfolders (fastai's default: no)
+                  dest='.', # Folder for the resized images; `dest=path` resizes in place, as the course does
+                  n_channels:int=3, # Channels of the result: 3 (RGB), as in the course
+                  progress:bool=True, # Show a progress bar
+                  **kwargs, # fastai's rarer options, refused with a clear error
+                 )->VerifyReport: # What was resized, converted, or moved aside
+    "fastai's `resize_images` with its call forms, done by `verify_resize`: one pass, broken files moved to `path/.quarantine`."
+    if kwargs: raise TypeError(f"resize_images here does not support {', '.join(kwargs)}; fastai's version is fastai.vision.utils.resize_images")
+    if n_channels != 3: raise ValueError(f"resize_images here writes RGB images (n_channels=3), got n_channels={n_channels}")
+    return verify_resize(path, max_size=1<<30 if max_size is None else max_size, dest=dest, n_workers=max_workers,
+                         recurse=recurse, progress=progress)
