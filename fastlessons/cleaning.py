@@ -1,4 +1,4 @@
-"""Lesson 2: let the model show you the images it finds hardest, fix their labels or set them aside — and be able to take it all back.
+"""The machinery behind lesson 2's cleaner: marks that survive changing the view, and decisions applied without deleting or overwriting anything, journalled so that they can be undone.
 
 Docs: https://fastai.github.io/fastlessons/api/cleaning.html.md"""
 
@@ -9,14 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 from functools import partial
-import os, json, hashlib
+import os, io, json, html, base64, hashlib
 
+from PIL import Image
 from fastcore.foundation import L
-from fastai.vision.widgets import ImageClassifierCleaner
+from fastcore.basics import patch
+from fastcore.meta import delegates
+from ipywidgets import Image as ImageWidget, VBox, Dropdown, Layout
+from fastai.vision.widgets import ImageClassifierCleaner as _FastaiCleaner, ImagesCleaner, _get_iw_info
 from .core import unique_dest, move_noclobber, file_sha256, append_jsonl, read_jsonl
 
 # %% auto #0
-__all__ = ['tree_digest', 'cleaning_dir', 'read_journal', 'Move', 'apply_cleaning', 'undo_cleaning', 'SafeCleaner']
+__all__ = ['SafeCleaner', 'tree_digest', 'cleaning_dir', 'read_journal', 'Move', 'apply_cleaning', 'undo_cleaning',
+           'ImageClassifierCleaner']
 
 # %% ../nbs/api/04_cleaning.ipynb #73985cce
 def tree_digest(path # A folder
@@ -220,20 +225,56 @@ def _dataset_root(iwis):
     "The folder above the class folders of every image in the cleaner's views."
     return Path(os.path.commonpath([os.path.abspath(Path(fn).parent.parent) for ds in iwis for fn,*_ in ds]))
 
+# %% ../nbs/api/04_cleaning.ipynb #5cb018fa
+def _thumb(fn, # An image file
+           h:int=128, # Height of the box the thumbnail must fit in
+           w:int=256, # Its width
+          )->tuple: # `(bytes, format)`: PNG or JPEG bytes, and 'png' or 'jpeg'
+    "A thumbnail of `fn` as image-file bytes, fitting in `w`×`h`; a grey square if `fn` cannot be read."
+    try:
+        with Image.open(fn) as im:
+            im.draft(None, (w, h))
+            im.thumbnail((w, h))
+            if im.mode not in ('1', 'L', 'P', 'LA', 'PA', 'RGBA', 'RGB'): im = im.convert('RGB')
+            fmt = 'jpeg' if im.mode=='RGB' else 'png'
+            buf = io.BytesIO(); im.save(buf, fmt, **({'quality': 85} if fmt=='jpeg' else {}))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        buf,fmt = io.BytesIO(),'png'; Image.new('L', (h, h), 200).save(buf, fmt)
+    return buf.getvalue(), fmt
+
+# %% ../nbs/api/04_cleaning.ipynb #eba4cc9e
+class _Thumbs(ImagesCleaner):
+    "fastai's `ImagesCleaner`, drawing each thumbnail as an `Image` widget made here, not in an `Output` widget by worker processes."
+    def set_fns(self, fns):
+        "Show the first `max_n` of `fns`, each with a dropdown set to `<Keep>`."
+        self.fns = L(fns)[:self.max_n]
+        self.widget.children = [VBox([self._img(fn), Dropdown(options=self.opts, layout={'width': 'max-content'})]) for fn in self.fns]
+
+    def _img(self, fn):
+        data,fmt = _thumb(fn, self.height, self.width)
+        w = Image.open(io.BytesIO(data)).width
+        return ImageWidget(value=data, format=fmt, layout=Layout(width=f'{w}px', height=f'{self.height}px', object_fit='contain'))
+
 # %% ../nbs/api/04_cleaning.ipynb #37a13ab4
-class SafeCleaner(ImageClassifierCleaner):
+@delegates(ImagesCleaner)
+class ImageClassifierCleaner(_FastaiCleaner):
     "fastai's `ImageClassifierCleaner` whose marks survive changing the view, applied with `apply` and taken back with `undo`."
+    _ipython_display_ = None  # not fastai's `display(self.widget)`: `_repr_mimebundle_` adds a picture for static pages
     def __init__(self, learn, # A trained `Learner` on image files in class folders
                  path=None, # The dataset folder; by default the folder above the images' class folders
-                 **kwargs): # Passed on to `ImageClassifierCleaner`: `height`, `width`, `max_n`
+                 **kwargs): # Passed on to fastai's `ImagesCleaner`: `height`, `width`, `max_n`
         self.marks,self._trashed = {},{}
-        super().__init__(learn, **kwargs)
-        self.iwis = tuple(L((Path(os.path.abspath(fn)),t,l) for fn,t,l in ds) for ds in self.iwis)
+        vocab = learn.dls.vocab
+        self.default = self.iw = _Thumbs(vocab, **kwargs)
+        self.dd_cats,self.dd_ds = Dropdown(options=vocab),Dropdown(options=('Train','Valid'))
+        self.iwis = tuple(L((Path(os.path.abspath(fn)),t,l) for fn,t,l in _get_iw_info(learn, i)) for i in (0,1))
         self.path = Path(os.path.abspath(path)) if path is not None else _dataset_root(self.iwis)
+        self.dd_ds.observe(self.on_change_ds, 'value'); self.dd_cats.observe(self.on_change_ds, 'value')
         self.on_change_ds()
+        self.widget = VBox([self.dd_cats, self.dd_ds, self.iw.widget])
 
     def on_change_ds(self, change=None):
-        "Show the chosen category and split, with the marks already made on its images."
+        "Show the chosen category and split, highest loss first, with the marks already made on its images."
         super().on_change_ds(change)
         for fn,box in zip(self.iw.fns, self.iw.widget.children):
             box.children[1].value = self.marks.get(fn, '<Keep>')
@@ -244,37 +285,87 @@ class SafeCleaner(ImageClassifierCleaner):
         if change['new']=='<Keep>': self.marks.pop(fn, None)
         else: self.marks[fn] = change['new']
 
-    def apply(self)->list: # The `Move`s made
-        "Carry out the marks of every view with `apply_cleaning`, and update the views."
-        moves = apply_cleaning(self.path, self.marks, classes=self.dd_cats.options)
-        self._follow(moves)
-        self.marks.clear()
-        self.on_change_ds()
-        return moves
+SafeCleaner = ImageClassifierCleaner  # its name before it took the course's
 
-    def undo(self)->list: # The `Move`s made to put files back
-        "Take back the latest apply with `undo_cleaning`; its marks come back too."
-        moves = undo_cleaning(self.path)
-        self._follow(moves)
-        shown = {fn for ds in self.iwis for fn,*_ in ds}
-        for m in moves:
-            if m.dst in shown: self.marks[m.dst] = '<Delete>' if m.kind=='delete' else m.src.parent.name
-        self.on_change_ds()
-        return moves
+# %% ../nbs/api/04_cleaning.ipynb #4c72b519
+@patch
+def mark(self:ImageClassifierCleaner, fn, # One of the cleaner's images, in any view
+         decision:str, # '<Keep>', '<Delete>', or a class name
+        ):
+    "Mark image `fn` with `decision`, as choosing it in the image's dropdown does."
+    fn = Path(os.path.abspath(fn))
+    if not any(fn==f for ds in self.iwis for f,*_ in ds): raise ValueError(f"{fn.name} is not one of the images this cleaner shows")
+    _decision(decision, self.dd_cats.options)
+    if fn in self.iw.fns: self.iw.widget.children[self.iw.fns.index(fn)].children[1].value = decision   # the dropdown records it
+    elif decision=='<Keep>': self.marks.pop(fn, None)
+    else: self.marks[fn] = decision
 
-    def _follow(self, moves):
-        "Update the views for `moves`: a relabelled image joins its new class, a trashed one waits aside until undone."
-        where,iwis = {m.src: m.dst for m in moves},[]
-        for i,ds in enumerate(self.iwis):
-            kept = L()
-            for fn,t,loss in ds:
-                dst = where.get(fn)
-                if dst is None: kept.append((fn,t,loss))
-                elif self.path in dst.parents: kept.append((dst,dst.parent.name,loss))
-                else: self._trashed[dst] = (i,loss)
-            iwis.append(kept)
-        for m in moves:
-            if m.src in self._trashed:
-                i,loss = self._trashed.pop(m.src)
-                iwis[i].append((m.dst,m.dst.parent.name,loss))
-        self.iwis = tuple(iwis)
+# %% ../nbs/api/04_cleaning.ipynb #fcb6108a
+@patch
+def apply(self:ImageClassifierCleaner)->list: # The `Move`s made
+    "Carry out the marks of every view with `apply_cleaning`, and update the views."
+    moves = apply_cleaning(self.path, self.marks, classes=self.dd_cats.options)
+    self._follow(moves)
+    self.marks.clear()
+    self.on_change_ds()
+    return moves
+
+@patch
+def undo(self:ImageClassifierCleaner)->list: # The `Move`s made to put files back
+    "Take back the latest apply with `undo_cleaning`; its marks come back too."
+    moves = undo_cleaning(self.path)
+    self._follow(moves)
+    shown = {fn for ds in self.iwis for fn,*_ in ds}
+    for m in moves:
+        if m.dst in shown: self.marks[m.dst] = '<Delete>' if m.kind=='delete' else m.src.parent.name
+    self.on_change_ds()
+    return moves
+
+# %% ../nbs/api/04_cleaning.ipynb #47bc84d0
+@patch
+def _follow(self:ImageClassifierCleaner, moves):
+    "Update the views for `moves`: a relabelled image joins its new class, a trashed one waits aside until undone."
+    where,iwis = {m.src: m.dst for m in moves},[]
+    for i,ds in enumerate(self.iwis):
+        kept = L()
+        for fn,t,loss in ds:
+            dst = where.get(fn)
+            if dst is None: kept.append((fn,t,loss))
+            elif self.path in dst.parents: kept.append((dst,dst.parent.name,loss))
+            else: self._trashed[dst] = (i,loss)
+        iwis.append(kept)
+    for m in moves:
+        if m.src in self._trashed:
+            i,loss = self._trashed.pop(m.src)
+            iwis[i].append((m.dst,m.dst.parent.name,loss))
+    self.iwis = tuple(iwis)
+
+# %% ../nbs/api/04_cleaning.ipynb #0cbb4986
+def _cell_html(img, dd, name, h):
+    "One image of the view, with its dropdown showing the mark, as HTML."
+    e = html.escape
+    w,hh = Image.open(io.BytesIO(img.value)).size
+    src = f"data:image/{img.format};base64,{base64.b64encode(img.value).decode()}"
+    opts = ''.join(f'<option{" selected" if o==dd.value else ""}>{e(str(o))}</option>' for o in dd.options)
+    return (f'<div style="display:flex;flex-direction:column;align-items:center;margin:2px">'
+            f'<div style="height:{h}px;display:flex;align-items:center"><img src="{src}" width="{w}" height="{hh}" alt="{e(name)}" title="{e(name)}"></div>'
+            f'<select disabled>{opts}</select></div>')
+
+@patch
+def _repr_html_(self:ImageClassifierCleaner):
+    "The view shown, as static HTML: its thumbnails, each with its dropdown showing its mark."
+    names = [(fn.relative_to(self.path.parent) if self.path in fn.parents else Path(fn.name)).as_posix() for fn in self.iw.fns]
+    cells = [_cell_html(box.children[0], box.children[1], nm, self.iw.height) for nm,box in zip(names, self.iw.widget.children)]
+    n = len(self.marks)
+    head = (f'<p><b>ImageClassifierCleaner</b>: category <b>{html.escape(str(self.dd_cats.value))}</b>, <b>{self.dd_ds.value}</b> set, '
+            f'{len(cells)} images, highest loss first; {n} image{"" if n==1 else "s"} marked in all views. '
+            '<i>(A picture of the widget: run the notebook to use it.)</i></p>')
+    return head + '<div style="display:flex;flex-wrap:wrap">' + ''.join(cells) + '</div>'
+
+@patch
+def _repr_mimebundle_(self:ImageClassifierCleaner, include=None, exclude=None, **kwargs):
+    "The widget, with a static HTML picture of it and a one-line summary."
+    data = self.widget._repr_mimebundle_(**kwargs)
+    data['text/html'] = self._repr_html_()
+    data['text/plain'] = f"ImageClassifierCleaner({self.dd_cats.value}, {self.dd_ds.value}: {len(self.iw.fns)} images; {len(self.marks)} marked)"
+    return data

@@ -1,4 +1,4 @@
-"""Lesson 2: export a trained model, look inside the file, load it again without running code from it, and ask it about new images.
+"""The machinery around lesson 2's `export`, `load_learner` and `predict`: the prediction as a sentence, images opened with a clear error, what is inside `export.pkl`, a model file that loads without running code, and the book's upload app.
 
 Docs: https://fastai.github.io/fastlessons/api/inference.html.md"""
 
@@ -7,7 +7,7 @@ Docs: https://fastai.github.io/fastlessons/api/inference.html.md"""
 # %% ../nbs/api/05_inference.ipynb #e1abb29e
 from __future__ import annotations
 from pathlib import Path
-import io, os, json, hashlib, warnings, zipfile, pickletools
+import io, os, json, html, base64, hashlib, warnings, zipfile, pickletools
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from fastai.vision.all import *
@@ -252,14 +252,15 @@ class ClassifierApp:
     "Upload an image, see it, and read the model's prediction: the book's chapter-2 app, in ipywidgets."
     def __init__(self, learn, # A trained or loaded `Learner`
                  thumb:int=128, # Size of the preview, in pixels
+                 prompt:str='Select your image!', # The line above the upload button (the book's: 'Select your bear!')
                 ):
         import ipywidgets as widgets
-        self.learn,self.thumb = learn,thumb
+        self.learn,self.thumb,self.prompt = learn,thumb,prompt
         self.upload = widgets.FileUpload(accept='image/*', multiple=False)
         self.image = widgets.Image(format='png', width=thumb)
         self.label = widgets.Label('Upload an image to classify it.')
         self.upload.observe(self._on_upload, names='value')
-        self.box = widgets.VBox([widgets.Label('Select your image!'), self.upload, self.image, self.label])
+        self.box = widgets.VBox([widgets.Label(prompt), self.upload, self.image, self.label])
 
     def _on_upload(self, change):
         if change['new']: f = change['new'][-1]; self.show(bytes(f['content']), f.get('name', 'the upload'))
@@ -267,7 +268,7 @@ class ClassifierApp:
     def show(self, data:bytes, # The image file's bytes
              name:str='the upload', # Its name, for messages
             )->str: # The label's new text
-        "Show the image in `data` and the prediction for it."
+        "Show the image in `data` and the prediction for it: what an upload does."
         try: im = open_image(data, cls=_img_cls(self.learn), name=name)
         except ValueError as e:
             self.image.value = b''
@@ -278,4 +279,18 @@ class ClassifierApp:
         self.label.value = f"Prediction: {pred}; Probability: {p:.4f}"
         return self.label.value
 
-    def _repr_mimebundle_(self, **kwargs): return self.box._repr_mimebundle_(**kwargs)
+# %% ../nbs/api/05_inference.ipynb #1d14c081
+@patch
+def _repr_html_(self:ClassifierApp):
+    "A picture of the app as it is: the prompt, the upload button (disabled), the image shown and the prediction."
+    e = html.escape
+    img = f'<img src="data:image/png;base64,{base64.b64encode(self.image.value).decode()}" alt="the image">' if self.image.value else ''
+    return (f'<div><p>{e(self.prompt)}</p><p><button disabled>Upload</button></p>{img}<p>{e(self.label.value)}</p>'
+            '<p><i>(A picture of the app: run the notebook to use it.)</i></p></div>')
+
+@patch
+def _repr_mimebundle_(self:ClassifierApp, include=None, exclude=None, **kwargs):
+    "The app's widgets, with a static picture of it and its prediction as text."
+    data = self.box._repr_mimebundle_(**kwargs)
+    data.update({'text/html': self._repr_html_(), 'text/plain': f"ClassifierApp: {self.label.value}"})
+    return data
