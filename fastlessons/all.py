@@ -8,21 +8,25 @@ Docs: https://fastai.github.io/fastlessons/api/all.html.md"""
 __all__ = []
 
 # %% ../nbs/api/all.ipynb #32974f93
+from . import core   # first: it sets how torch's threads wait, which torch reads when it is imported
 import warnings
 with warnings.catch_warnings():  # fastai's own use of `torch.jit.script` warns at import: nothing a learner can act on
     warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
     from fastai.vision.all import *
     from fastai.vision.widgets import *
-    from fastlessons import core, images, datasets, training, cleaning, inference, gradient, bias
+    from fastlessons import core, images, datasets, training, cleaning, inference, onnx, app, gradient, bias
     from fastlessons.core import *
     from fastlessons.images import *
     from fastlessons.datasets import *
     from fastlessons.training import *
     from fastlessons.cleaning import *
     from fastlessons.inference import *
+    from fastlessons.onnx import *
+    from fastlessons.app import *
     from fastlessons.gradient import *
     from fastlessons.bias import *
 
 # %% ../nbs/api/all.ipynb #84f7754b
-_mods = (core, images, datasets, training, cleaning, inference, gradient, bias)
-__all__ = sorted({k for k in globals() if not k.startswith('_')} - {'annotations'})
+_mods = (core, images, datasets, training, cleaning, inference, onnx, app, gradient, bias)
+# every public name, but not fastlessons' own module objects: `onnx` or `app` in a learner's namespace would hide the `onnx` package or their own app
+__all__ = sorted(k for k,v in globals().items() if not k.startswith('_') and k != 'annotations' and not any(v is m for m in _mods))

@@ -1,4 +1,4 @@
-"""The lessons' jobs from a terminal, no notebook needed: write the embedded dataset, train a classifier end to end, and classify images with it.
+"""The lessons' jobs from a terminal, no notebook needed: write the embedded dataset, train a classifier end to end, classify images with it, serve it as a web app and write it as a Hugging Face Space.
 
 Docs: https://fastai.github.io/fastlessons/api/cli.html.md"""
 
@@ -6,14 +6,14 @@ Docs: https://fastai.github.io/fastlessons/api/cli.html.md"""
 
 # %% ../nbs/api/11_cli.ipynb #6cf47785
 from __future__ import annotations
-import sys, os, time, warnings
+import sys, os, json, time, shutil, tempfile, warnings
 from pathlib import Path
 from fastcore.script import call_parse, is_cli
 from .datasets import digits_dataset
 from .core import arch_name
 
 # %% auto #0
-__all__ = ['NoNetworkError', 'digits_cli', 'train_cli', 'predict_cli']
+__all__ = ['NoNetworkError', 'digits_cli', 'train_cli', 'predict_cli', 'app_cli', 'space_cli']
 
 # %% ../nbs/api/11_cli.ipynb #3e7846bf
 class NoNetworkError(ConnectionError):
@@ -109,8 +109,22 @@ def _report_md(desc:str, learn, interp, size:int, secs:float, files:list)->str:
              f"- validation: {n_valid} images, error rate {err:.3f} (accuracy {1-err:.1%})",
              "- most confused (actual → predicted, times): " + ('; '.join(f"{a} → {p}: {n}" for a,p,n in conf) if conf else 'none'),
              "- files: " + ', '.join(f"`{f}`" for f in files), "",
-             "Use it: `fastlessons-predict model.json IMAGE ...`, or `fastlessons.inference.load_model('model.json')` in Python."]
+             "Use it: `fastlessons-predict model.json IMAGE ...`, `fastlessons-app model.json` (the web app), `fastlessons-space model.json space` "
+             "(a Hugging Face Space), or `fastlessons.inference.load_model('model.json')` in Python."]
     return '\n'.join(lines) + '\n'
+
+# %% ../nbs/api/11_cli.ipynb #6e888056
+def _export_for_app(learn, run:Path)->list:
+    "Write `model.onnx` and `examples/` for the app; the names of what was written."
+    try:
+        from fastlessons.onnx import export_onnx, save_examples
+        export_onnx(learn, 'model.onnx')
+    except Exception as e:
+        print(f"Could not export the model to ONNX ({type(e).__name__}: {' '.join(str(e).split())[:300]}): "
+              "fastlessons-predict will use fastai, and fastlessons-app will export it each time.", flush=True)
+        return []
+    save_examples(learn, run/'examples')
+    return ['model.onnx', 'examples/']
 
 # %% ../nbs/api/11_cli.ipynb #caba4453
 @call_parse
@@ -141,8 +155,9 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
                                  **(dict(bs=32, num_workers=0) if is_digits else {}))
         learn.path = run
         export_safe(learn, 'model.json')
+        for_app = _export_for_app(learn, run)
         interp = interpret_classifier(learn, run)
-        files = ['model.json', 'model.safetensors', *[Path(p).name for p in interp.pngs.values()], 'report.md']
+        files = ['model.json', 'model.safetensors', *for_app, *[Path(p).name for p in interp.pngs.values()], 'report.md']
         from fastlessons.core import atomic_write
         report = _report_md(desc, learn, interp, size, time.time()-t0, files)
         atomic_write(run/'report.md', report.encode())
@@ -155,29 +170,123 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
         return _report(e, 'fastlessons-train', train_cli)
 
 # %% ../nbs/api/11_cli.ipynb #44af4d19
+def _onnx_beside(model:Path):
+    "The `Classifier` for `model`: itself if it is `.onnx`, the `.onnx` beside a `.json` made from the same weights; else `None`."
+    from fastlessons.app import Classifier
+    if model.suffix == '.onnx': return Classifier(model)
+    onx = model.with_suffix('.onnx')
+    if model.suffix not in ('.json', '.safetensors') or not onx.is_file(): return None
+    clf = Classifier(onx)
+    try: sha = json.loads(model.with_suffix('.json').read_text()).get('weights_sha256')
+    except (OSError, ValueError): sha = None
+    if sha and clf.spec.get('weights_sha256') == sha: return clf
+    warnings.warn(f"{onx.name} was not made from the weights in {model.with_suffix('.json').name}: using {model.name} with fastai")
+    return None
+
+# %% ../nbs/api/11_cli.ipynb #ac85e042
+def _load_fastai(model, prog:str):
+    "`model` loaded by fastai, with a pickle's warning on stderr."
+    with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
+        warnings.simplefilter('ignore')
+        from fastlessons.inference import load_model, UnsafeLoadWarning
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always', UnsafeLoadWarning)
+        learn = load_model(model)
+    for w in ws:
+        if issubclass(w.category, UnsafeLoadWarning): print(f"{prog}: warning: {w.message}", file=sys.stderr)
+    return learn
+
+def _onnx_or_none(model:Path, prog:str):
+    "`_onnx_beside`, its warning printed on stderr."
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always')
+        clf = _onnx_beside(model)
+    for w in ws: print(f"{prog}: warning: {w.message}", file=sys.stderr)
+    return clf
+
+def _predictor(model:str, prog:str):
+    "A function classifying one image file, `(class, probability)`: with onnxruntime when the model allows it, else with fastai."
+    if (clf := _onnx_or_none(Path(model), prog)) is None:
+        learn = _load_fastai(model, prog)   # imports fastai, its warnings silenced
+        from fastlessons.inference import classify
+        return lambda fn: classify(learn, fn)
+    def predict(fn):
+        c,i,p = clf.predict(fn)
+        return c, float(p[i])
+    return predict
+
+# %% ../nbs/api/11_cli.ipynb #39948cec
 @call_parse
-def predict_cli(model:str, # Model file: `model.json` from `fastlessons-train` / `export_safe`, or `export.pkl` from `learn.export`
+def predict_cli(model:str, # Model file: `model.json` from `fastlessons-train` / `export_safe`, `model.onnx`, or `export.pkl` from `learn.export`
                 *images:str, # Image files to classify
                ):
     "Classify images with a saved model: one line per image with the predicted class and its probability."
     prog = 'fastlessons-predict'
     try:
-        if not Path(model).is_file(): raise FileNotFoundError(f"no such model file: {model}")  # checked before the slow import of fastai
+        if not Path(model).is_file(): raise FileNotFoundError(f"no such model file: {model}")  # checked before any slow import
         if not images: raise ValueError("no images given: fastlessons-predict MODEL IMAGE [IMAGE ...]")
-        with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
-            warnings.simplefilter('ignore')
-            from fastlessons.inference import load_model, classify, UnsafeLoadWarning
-        with warnings.catch_warnings(record=True) as ws:
-            warnings.simplefilter('always', UnsafeLoadWarning)
-            learn = load_model(model)
-        for w in ws:
-            if issubclass(w.category, UnsafeLoadWarning): print(f"{prog}: warning: {w.message}", file=sys.stderr)
+        predict = _predictor(model, prog)
     except Exception as e: return _report(e, prog, predict_cli)
     results,status = {},0
     for fn in images:
         try:
-            pred,p = classify(learn, fn)
+            pred,p = predict(fn)
             results[fn] = (pred, p)
             print(f"{fn}\t{pred}\t{p:.4f}", flush=True)
         except Exception as e: status = _report(e, prog, predict_cli)
     return status if is_cli(predict_cli) else results
+
+# %% ../nbs/api/11_cli.ipynb #2f0d241a
+def _app_model(model:str, work:Path, prog:str)->Path:
+    "The ONNX file for `model`: it, or the one beside its `model.json`, or one exported into `work` (which needs fastai)."
+    model = Path(model)
+    if not model.is_file(): raise FileNotFoundError(f"no such model file: {model}")
+    if (clf := _onnx_or_none(model, prog)) is not None: return clf.fname
+    print(f"Exporting {model.name} to ONNX for the app (this imports fastai)...", flush=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        from fastlessons.onnx import export_onnx
+    learn = _load_fastai(model, prog)
+    learn.path = work
+    return export_onnx(learn, 'model.onnx')
+
+# %% ../nbs/api/11_cli.ipynb #a607c3e5
+@call_parse
+def app_cli(model:str, # Model file: `model.json` from `fastlessons-train` (with its `model.onnx`), a `model.onnx`, or an `export.pkl`
+            port:int=None, # Port to listen on; default: `GRADIO_SERVER_PORT`, else the first free one from 7860
+            examples:str=None, # Folder of example images; default: `examples` beside the model
+            host:str='127.0.0.1', # Address to listen on; 127.0.0.1 is this computer only
+           ):
+    "Serve the model as lesson 2's web app, until Ctrl-C: upload an image, see the probability of each class."
+    prog = 'fastlessons-app'
+    with tempfile.TemporaryDirectory() as work:
+        try:
+            onx = _app_model(model, Path(work), prog)
+            from fastlessons.app import make_app, serve
+            demo = make_app(onx, examples if examples is not None else Path(model).parent/'examples')
+            try: serve(demo, host=host, port=port, **({} if is_cli(app_cli) else dict(prevent_thread_lock=True)))
+            except OSError as e: raise ValueError(f"cannot listen on {host}:{port or os.environ.get('GRADIO_SERVER_PORT', '7860…')}: {e}") from None
+        except Exception as e: return _report(e, prog, app_cli)
+    return None if is_cli(app_cli) else demo
+
+# %% ../nbs/api/11_cli.ipynb #e07e367c
+@call_parse
+def space_cli(model:str, # Model file: `model.json` from `fastlessons-train` (with its `model.onnx`), a `model.onnx`, or an `export.pkl`
+              dest:str, # Folder to create for the Space; it must not exist yet
+              examples:str=None, # Folder of example images; default: `examples` beside the model
+              title:str=None, # The Space's title; default: its classes, e.g. "3 or 7?"
+             ):
+    "Write the model's web app as a Hugging Face Space: a folder to upload, with no torch and no fastai in it."
+    prog = 'fastlessons-space'
+    with tempfile.TemporaryDirectory() as work:
+        try:
+            if Path(dest).exists(): raise FileExistsError(f"{dest} already exists; give a new folder for the Space")
+            onx = _app_model(model, Path(work), prog)
+            from fastlessons.app import write_space
+            ex = Path(examples) if examples is not None else Path(model).parent/'examples'
+            if examples is not None and not ex.is_dir(): raise NotADirectoryError(f"no such folder of examples: {ex}")
+            space = write_space(onx, dest, examples=ex if ex.is_dir() else None, title=title)
+        except Exception as e: return _report(e, prog, space_cli)
+    files = sorted(str(f.relative_to(space)) for f in space.rglob('*') if f.is_file())
+    print(f"Wrote the Space in {space}: {', '.join(files)}\nTry it: cd {space} && python app.py\nUpload it: see {space/'README.md'}")
+    return None if is_cli(space_cli) else space

@@ -14,6 +14,9 @@ import os, json, hashlib, tempfile
 __all__ = ['atomic_write', 'clean_partials', 'unique_dest', 'move_noclobber', 'append_jsonl', 'read_jsonl', 'file_sha256',
            'arch_name', 'url_reachable', 'have_internet']
 
+# %% ../nbs/api/00_core.ipynb #b8331197
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
 # %% ../nbs/api/00_core.ipynb #dac0195d
 _TMP_PREFIX, _TMP_SUFFIX = '.fastlessons-', '.part'
 

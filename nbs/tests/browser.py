@@ -339,3 +339,27 @@ async def lab_run_code(page, # A page from `lab_open`
         if time.time()-t0 > timeout: raise TimeoutError(f"code did not run within {timeout} s: {code!r}")
         await asyncio.sleep(0.2)
     return await cell.locator('.jp-OutputArea').inner_text()
+
+@contextmanager
+def serving(cmd:list, # The command that starts the server, e.g. `[sys.executable, 'app.py']`
+            ready:str=r'Running on local URL:\s+(\S+)', # A regular expression its output matches once it serves; group 1 is its URL
+            timeout:float=180, # Seconds to wait for it
+            **kwargs, # Passed on to `subprocess.Popen`: `cwd`, `env`, ...
+           ):
+    "Run a server in a process group of its own; yield `(process, url)` once its output says it serves; stop it, and all it started, at the end."
+    log = tempfile.NamedTemporaryFile('w+', prefix='fl-serve-', suffix='.log', delete=False)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True, preexec_fn=die_with_parent, **kwargs)
+    out = lambda: Path(log.name).read_text(errors='replace')
+    try:
+        t0 = time.time()
+        while not (m := re.search(ready, out())):
+            if proc.poll() is not None: raise RuntimeError(f"{Path(cmd[0]).name} exited with code {proc.returncode}:\n{out()[-3000:]}")
+            if time.time()-t0 > timeout: raise TimeoutError(f"{Path(cmd[0]).name} did not serve within {timeout:.0f} s:\n{out()[-3000:]}")
+            time.sleep(0.3)
+        proc.output = out
+        yield proc, m.group(1)
+    finally:
+        stop_group(proc)
+        log.close(); os.unlink(log.name)
+
+__all__ += ['serving']
