@@ -186,8 +186,9 @@ def export_safe(learn, # A `Learner` made by `vision_learner` (or `train_classif
 # %% ../nbs/api/05_inference.ipynb #19d2e701
 def _tfm_from_spec(s):
     n = s['name']
-    if n=='Resize': return Resize(tuple(s['size']), method=s['method'], pad_mode=s['pad_mode'], resamples=tuple(s['resamples']))
-    if n=='RandomResizedCrop': return RandomResizedCrop(tuple(s['size']), min_scale=s['min_scale'], ratio=tuple(s['ratio']),
+    hw = tuple(reversed(s.get('size', ())))   # fastai keeps a size as (width, height), and is given one as (height, width)
+    if n=='Resize': return Resize(hw, method=s['method'], pad_mode=s['pad_mode'], resamples=tuple(s['resamples']))
+    if n=='RandomResizedCrop': return RandomResizedCrop(hw, min_scale=s['min_scale'], ratio=tuple(s['ratio']),
                                                          resamples=tuple(s['resamples']), val_xtra=s['val_xtra'])
     if n=='IntToFloatTensor': return IntToFloatTensor(div=s['div'], div_mask=s['div_mask'])
     if n=='Normalize': return Normalize.from_stats(s['mean'], s['std'], cuda=False)
