@@ -14,7 +14,7 @@ with warnings.catch_warnings():  # fastai's own use of `torch.jit.script` warns 
     warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
     from fastai.vision.all import *
     from fastai.vision.widgets import *
-    from fastlessons import core, images, datasets, training, cleaning, inference, onnx, app, gradient, bias
+    from fastlessons import core, images, datasets, training, cleaning, inference, onnx, app, gradient, bias, compare
     from fastlessons.core import *
     from fastlessons.images import *
     from fastlessons.datasets import *
@@ -25,8 +25,9 @@ with warnings.catch_warnings():  # fastai's own use of `torch.jit.script` warns 
     from fastlessons.app import *
     from fastlessons.gradient import *
     from fastlessons.bias import *
+    from fastlessons.compare import *
 
 # %% ../nbs/api/all.ipynb #84f7754b
-_mods = (core, images, datasets, training, cleaning, inference, onnx, app, gradient, bias)
+_mods = (core, images, datasets, training, cleaning, inference, onnx, app, gradient, bias, compare)
 # every public name, but not fastlessons' own module objects: `onnx` or `app` in a learner's namespace would hide the `onnx` package or their own app
 __all__ = sorted(k for k,v in globals().items() if not k.startswith('_') and k != 'annotations' and not any(v is m for m in _mods))

@@ -13,7 +13,7 @@ from .datasets import digits_dataset
 from .core import arch_name
 
 # %% auto #0
-__all__ = ['NoNetworkError', 'digits_cli', 'train_cli', 'predict_cli', 'app_cli', 'space_cli']
+__all__ = ['DEFAULT_ARCHS', 'NoNetworkError', 'digits_cli', 'train_cli', 'predict_cli', 'app_cli', 'space_cli', 'compare_cli']
 
 # %% ../nbs/api/11_cli.ipynb #3e7846bf
 class NoNetworkError(ConnectionError):
@@ -110,7 +110,7 @@ def _report_md(desc:str, learn, interp, size:int, secs:float, files:list)->str:
              "- most confused (actual → predicted, times): " + ('; '.join(f"{a} → {p}: {n}" for a,p,n in conf) if conf else 'none'),
              "- files: " + ', '.join(f"`{f}`" for f in files), "",
              "Use it: `fastlessons-predict model.json IMAGE ...`, `fastlessons-app model.json` (the web app), `fastlessons-space model.json space` "
-             "(a Hugging Face Space), or `fastlessons.inference.load_model('model.json')` in Python."]
+             "(a Hugging Face Space), or `fastlessons.inference.load_exported('model.json')` in Python."]
     return '\n'.join(lines) + '\n'
 
 # %% ../nbs/api/11_cli.ipynb #6e888056
@@ -188,10 +188,10 @@ def _load_fastai(model, prog:str):
     "`model` loaded by fastai, with a pickle's warning on stderr."
     with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
         warnings.simplefilter('ignore')
-        from fastlessons.inference import load_model, UnsafeLoadWarning
+        from fastlessons.inference import load_exported, UnsafeLoadWarning
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter('always', UnsafeLoadWarning)
-        learn = load_model(model)
+        learn = load_exported(model)
     for w in ws:
         if issubclass(w.category, UnsafeLoadWarning): print(f"{prog}: warning: {w.message}", file=sys.stderr)
     return learn
@@ -290,3 +290,51 @@ def space_cli(model:str, # Model file: `model.json` from `fastlessons-train` (wi
     files = sorted(str(f.relative_to(space)) for f in space.rglob('*') if f.is_file())
     print(f"Wrote the Space in {space}: {', '.join(files)}\nTry it: cd {space} && python app.py\nUpload it: see {space/'README.md'}")
     return None if is_cli(space_cli) else space
+
+# %% ../nbs/api/11_cli.ipynb #c283af9e
+DEFAULT_ARCHS = 'resnet18,convnext_atto,mobilenetv3_small_100'
+
+def _arch_list(archs:str)->list:
+    "The architectures in a comma-separated `archs`."
+    res = [a.strip() for a in archs.split(',') if a.strip()]
+    if not res: raise ValueError(f"no architectures in --archs {archs!r}")
+    return res
+
+# %% ../nbs/api/11_cli.ipynb #613ed248
+@call_parse
+def compare_cli(*source:str, # Nothing for the embedded digits; a folder of class folders; or two or more search terms (needs the internet)
+                archs:str=DEFAULT_ARCHS, # Comma-separated architectures: torchvision names fastai knows, or timm names
+                digits:str='all', # With no source: the digits to use, comma-separated, or `all` for the ten
+                epochs:int=None, # Epochs for each model; default 3 for the digits, `train_classifier`'s otherwise
+                size:int=None, # Image side for every model; default 32 for the digits, 192 otherwise
+                scratch:bool=False, # Train from scratch, without looking for pretrained weights
+                threads:int=None, # PyTorch threads, for training and timing; default 1 for the digits, PyTorch's own otherwise
+                out:str='comparisons', # Folder for the results; each run gets a new subfolder in it
+               ):
+    "Lesson 3's comparison of architectures: train each on the same data, write `comparison.csv`, `.png` and `.json`."
+    from fastlessons.compare import compare_models, save_comparison
+    prog,run = 'fastlessons-compare',None
+    try:
+        if is_cli(compare_cli): import matplotlib; matplotlib.use('Agg')
+        names = _arch_list(archs)
+        folder = _data_source(source, Path(out), 0) if len(source)==1 else None  # a folder: checked now; writes nothing
+        with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
+            warnings.simplefilter('ignore')
+            from fastlessons.training import resolve_arch
+        for a in names: resolve_arch(a)                       # a bad name fails before any data is written
+        name = 'digits' if not source else Path(source[0]).name if len(source)==1 else '-'.join(s.replace(' ', '_') for s in source)[:60]
+        run = _run_dir(out, name.replace(os.sep, '_') or 'run')
+        path,desc,is_digits = folder or _data_source(source, run/'data', 100, digits)
+        print(f"Comparing {', '.join(names)} on {desc}; writing to {run}", flush=True)
+        df = compare_models(path, names, epochs=epochs or (3 if is_digits else None), size=size or (32 if is_digits else None),
+                            pretrained=not scratch, threads=threads or (1 if is_digits else None), **(dict(bs=32) if is_digits else {}))
+        files = save_comparison(df, run)
+        print(df.to_string(index=False))
+        print(f"Timed on {df.attrs['cpu']} ({', '.join(df.attrs['cpu_flags']) or 'no AVX2, AVX-512 or AMX'}), {df.attrs['threads']} thread(s).")
+        print("Wrote " + ', '.join(str(f) for f in files), flush=True)
+        return None if is_cli(compare_cli) else run
+    except Exception as e:
+        for p in ([run/'data', run] if run else []):  # leave no empty folder behind (rmdir removes only empty ones)
+            try: p.rmdir()
+            except OSError: pass
+        return _report(e, prog, compare_cli)

@@ -16,7 +16,7 @@ from .training import resolve_arch
 
 # %% auto #0
 __all__ = ['pred_message', 'open_image', 'classify', 'pickle_globals', 'export_modules', 'learner_spec', 'describe_learner',
-           'describe_export', 'export_safe', 'load_safe', 'UnsafeLoadWarning', 'load_model', 'ClassifierApp']
+           'describe_export', 'export_safe', 'load_safe', 'UnsafeLoadWarning', 'load_exported', 'ClassifierApp']
 
 # %% ../nbs/api/05_inference.ipynb #d85a3be2
 def pred_message(pred, # The predicted class, as `learn.predict` returns it
@@ -157,7 +157,7 @@ def describe_export(fname, # `export.pkl` from `learn.export`, or the `.json` wr
         head = [f"{fn.name}: {_fmt_bytes(fn.stat().st_size)}, a zip archive written by torch.save holding",
                 f"  {pk[0].filename if pk else 'no data.pkl'} ({_fmt_bytes(pk[0].file_size) if pk else '?'}): the pickled Learner — loading it runs Python code,",
                 f"  {len(ts)} tensor files ({_fmt_bytes(sum(i.file_size for i in ts))}): the weights and the normalisation statistics."]
-    return '\n'.join(head + [describe_learner(load_model(fn))])
+    return '\n'.join(head + [describe_learner(load_exported(fn))])
 
 # %% ../nbs/api/05_inference.ipynb #49c55e56
 def _check_safe(spec):
@@ -234,7 +234,7 @@ def load_safe(fname, # The `.json` written by `export_safe` (or its `.safetensor
 class UnsafeLoadWarning(UserWarning):
     "Loading this file runs code from it."
 
-def load_model(fname, # `.json`/`.safetensors` from `export_safe`, or `.pkl` from `learn.export`
+def load_exported(fname, # `.json`/`.safetensors` from `export_safe`, or `.pkl` from `learn.export`
               )->Learner:
     "Load a model for prediction: pickle-free when it can be, with a plain warning when it cannot."
     fn = Path(fname)

@@ -11,7 +11,7 @@ import io, re, json, hashlib, warnings, contextlib
 import numpy as np
 from fastai.vision.all import *
 from .core import atomic_write
-from .inference import learner_spec, load_model
+from .inference import learner_spec, load_exported
 
 # %% auto #0
 __all__ = ['onnx_spec', 'ImageGraph', 'export_onnx', 'check_onnx', 'save_examples']
@@ -88,14 +88,14 @@ def _check_graph(graph, data:bytes, x, eps=1e-4):
     if got.shape != want.shape or not np.abs(got-want).max() <= eps:
         raise RuntimeError(f"the exported model differs from torch's by {np.abs(got-want).max() if got.shape==want.shape else got.shape} (allowed: {eps})")
 
-def export_onnx(learn, # A `Learner` (trained or loaded), or a model file `load_model` reads (`model.json`, `export.pkl`)
+def export_onnx(learn, # A `Learner` (trained or loaded), or a model file `load_exported` reads (`model.json`, `export.pkl`)
                 fname='model.onnx', # Name of the ONNX file, relative to `learn.path` like `learn.export`
                 overwrite:bool=False, # Replace an existing file of the same name
                 vocab=None, # Names for the classes in the app, in the order of `learn.dls.vocab`; `None`: those names
                )->Path: # The file written
     "Save `learn` for the app: an ONNX graph doing everything `predict` does after the resize, with the rest of the pipeline in its metadata."
     import onnx
-    if isinstance(learn, (str, Path)): learn = load_model(learn)
+    if isinstance(learn, (str, Path)): learn = load_exported(learn)
     fn = Path(learn.path)/fname
     if fn.suffix != '.onnx': raise ValueError(f"the ONNX model is an .onnx file; got {fn.name}")
     if fn.exists() and not overwrite: raise FileExistsError(f"{fn} already exists; choose another name or pass overwrite=True")
