@@ -7,14 +7,16 @@ Docs: https://fastai.github.io/fastlessons/api/training.html.md"""
 # %% ../nbs/api/03_training.ipynb #80c8c4d5
 from __future__ import annotations
 from pathlib import Path
-import os, io, tempfile, contextlib, urllib.request, urllib.error
+import os, io, math, difflib, tempfile, contextlib, urllib.request, urllib.error
 from urllib.parse import urlparse
 from fastai.vision.all import *
+from fastai.vision import learner as fastai_learner
 from .core import atomic_write, arch_name, url_reachable
 
 # %% auto #0
-__all__ = ['image_datablock', 'resolve_arch', 'weights_location', 'pretrained_source', 'cpu_flags', 'cpu_fast_bf16',
-           'CPUFastPath', 'auto_bs', 'train_classifier', 'interpret_classifier']
+__all__ = ['image_datablock', 'resolve_arch', 'timm_name', 'weights_location', 'pretrained_source', 'vision_learner', 'cpu_flags',
+           'cpu_fast_bf16', 'CPUFastPath', 'scratch_bs', 'data_size', 'scratch_size', 'scratch_epochs', 'auto_bs',
+           'train_classifier', 'interpret_classifier']
 
 # %% ../nbs/api/03_training.ipynb #9660c8ec
 def image_datablock(size:int=192, # Images are squished to `size`×`size` pixels
@@ -26,30 +28,52 @@ def image_datablock(size:int=192, # Images are squished to `size`×`size` pixels
                      splitter=RandomSplitter(valid_pct=valid_pct, seed=seed),
                      get_y=parent_label, item_tfms=[Resize(size, method='squish')])
 
-# %% ../nbs/api/03_training.ipynb #39e1ed26
+# %% ../nbs/api/03_training.ipynb #e026b762
 def resolve_arch(arch, # A torchvision model function, its name (`'resnet18'`), or a timm model name (`'convnext_tiny'`)
                 ):
-    "The torchvision function for `arch` if fastai knows it, otherwise the timm model name."
+    "The torchvision function for `arch` if fastai knows it, otherwise today's timm model name."
     if not isinstance(arch, str): return arch
     tv = {f.__name__: f for f in model_meta if callable(f)}
     if arch in tv: return tv[arch]
     try: import timm
     except ImportError: raise ValueError(f"unknown architecture {arch!r}: not a torchvision model fastai knows, and timm is not installed") from None
-    if not timm.is_model(arch.split('.')[0]): raise ValueError(f"unknown architecture {arch!r}: neither torchvision nor timm has it")
-    return arch
+    try: return timm_name(arch)
+    except ValueError as e:
+        if 'unknown architecture' not in str(e): raise
+        raise _unknown_arch(arch, list(tv) + timm.list_models() + timm.list_models(pretrained=True)) from None
+
+# %% ../nbs/api/03_training.ipynb #39e1ed26
+def _unknown_arch(name, known):
+    "A `ValueError` for an architecture called `name`, suggesting the closest of the `known` names."
+    close = difflib.get_close_matches(name, list(dict.fromkeys(known)), n=5, cutoff=0.6)
+    hint = f"did you mean {', '.join(map(repr, close))}?" if close else "see `timm.list_models('*part_of_the_name*')`"
+    return ValueError(f"unknown architecture {name!r}: neither torchvision nor timm has it; {hint}")
+
+def timm_name(name:str, # A timm model name, today's (`'convnext_tiny.fb_in22k'`) or an older one (`'convnext_tiny_in22k'`)
+             )->str:
+    "Today's timm name for `name`: an older name is mapped through timm's own table of deprecations, with a one-line note."
+    import timm
+    from timm.models import get_deprecated_models, get_pretrained_cfg
+    new = get_deprecated_models().get(name, name)
+    if new is None: raise ValueError(f"timm removed {name!r} and has nothing in its place")
+    if new != name: print(f"{name!r} is an older timm name; today it is {new!r}.")
+    try: ok = timm.is_model(new) and ('.' not in new or get_pretrained_cfg(new) is not None)
+    except RuntimeError: ok = False  # a model timm has, with a weights tag it does not have
+    if not ok: raise _unknown_arch(name, timm.list_models() + timm.list_models(pretrained=True))
+    return new
 
 # %% ../nbs/api/03_training.ipynb #c820d3cd
-def weights_location(arch, # As for `resolve_arch`
-                    )->tuple: # `(url, cached_file or None)`
-    "Where the pretrained weights of `arch` are downloaded from, and the cached file if it is there."
-    arch = resolve_arch(arch)
-    if not isinstance(arch, str):
-        import torchvision
-        url = torchvision.models.get_model_weights(arch).DEFAULT.url
-        f = Path(torch.hub.get_dir())/'checkpoints'/Path(urlparse(url).path).name
-        return url, (f if f.exists() else None)
+def _tv_weights(fn):
+    "Download URL of the default weights of torchvision function `fn`, and the cached file if it is there."
+    import torchvision
+    url = torchvision.models.get_model_weights(fn).DEFAULT.url
+    f = Path(torch.hub.get_dir())/'checkpoints'/Path(urlparse(url).path).name
+    return url, (f if f.exists() else None)
+
+def _timm_weights(name):
+    "Download URL of the weights of timm model `name` (Hugging Face hub, or a URL of its own), and the cached file."
     from timm.models import get_pretrained_cfg
-    cfg = get_pretrained_cfg(arch)
+    cfg = get_pretrained_cfg(name)
     if cfg is None: return None, None
     if cfg.hf_hub_id:
         from huggingface_hub import try_to_load_from_cache
@@ -62,15 +86,57 @@ def weights_location(arch, # As for `resolve_arch`
     f = Path(torch.hub.get_dir())/'checkpoints'/Path(urlparse(cfg.url).path).name
     return cfg.url, (f if f.exists() else None)
 
+def weights_location(arch, # As for `resolve_arch`
+                    )->tuple: # `(url, cached_file or None)`
+    "Where the pretrained weights of `arch` are downloaded from, and the cached file if it is there."
+    arch = resolve_arch(arch)
+    return _timm_weights(arch) if isinstance(arch, str) else _tv_weights(arch)
+
 # %% ../nbs/api/03_training.ipynb #56826974
+def _source(url, cached, timeout=3.0):
+    "`'cache'`, `'download'` or `None` for weights at `url`, cached in `cached`."
+    if cached is not None: return 'cache'
+    if url is None or os.environ.get('FASTLESSONS_OFFLINE'): return None
+    return 'download' if url_reachable(url, timeout) else None
+
 def pretrained_source(arch, # As for `resolve_arch`
                       timeout:float=3.0, # Seconds to wait when checking that the weights can be downloaded
                      )->str|None: # `'cache'`, `'download'`, or `None` when there are no weights to be had
     "Where pretrained weights for `arch` would come from right now."
-    url,cached = weights_location(arch)
-    if cached is not None: return 'cache'
-    if url is None or os.environ.get('FASTLESSONS_OFFLINE'): return None
-    return 'download' if url_reachable(url, timeout) else None
+    return _source(*weights_location(arch), timeout)
+
+# %% ../nbs/api/03_training.ipynb #ff014e31
+def _weights_source(arch, weights, timeout=3.0):
+    "Where the weights that fastai's `vision_learner(arch, pretrained=True, weights=weights)` would load come from."
+    if weights is not None: return 'given'  # the caller chose the weights: leave them to fastai
+    try: loc = _timm_weights(arch) if isinstance(arch, str) else _tv_weights(arch)
+    except Exception: return 'unknown'      # an architecture we cannot look up (e.g. a function of the caller's own)
+    return _source(*loc, timeout)
+
+def _norm_like_pretrained(dls, n_in=3):
+    "Normalize `dls` with ImageNet's statistics, as fastai does for a pretrained model, unless it is normalized already."
+    if n_in==3 and not dls.after_batch.fs.filter(risinstance(Normalize)):
+        dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')
+
+# %% ../nbs/api/03_training.ipynb #e36ce323
+@delegates(fastai_learner.vision_learner)
+def vision_learner(dls, arch, normalize=True, n_out=None, pretrained=True, weights=None, **kwargs):
+    "fastai's `vision_learner`, which trains from scratch, saying so in one line, when `pretrained` weights cannot be had."
+    if isinstance(arch, str): arch = timm_name(arch)
+    use_pre = bool(pretrained) and _weights_source(arch, weights) is not None
+    if pretrained and not use_pre: print(f"No pretrained weights for {arch_name(arch)} (not cached, cannot be downloaded): training from scratch.")
+    learn = None
+    if use_pre:
+        try: learn = fastai_learner.vision_learner(dls, arch, normalize=normalize, n_out=n_out, pretrained=True, weights=weights, **kwargs)
+        except OSError as e:  # reachable a moment ago, but the download failed
+            if weights is not None: raise
+            print(f"No pretrained weights for {arch_name(arch)} (download failed: {type(e).__name__}): training from scratch.")
+            use_pre = False
+    if learn is None:
+        if pretrained and normalize: _norm_like_pretrained(dls, kwargs.get('n_in', 3))
+        learn = fastai_learner.vision_learner(dls, arch, normalize=normalize, n_out=n_out, pretrained=False, weights=weights, **kwargs)
+    learn.trained_from = 'pretrained' if use_pre else 'scratch'
+    return learn
 
 # %% ../nbs/api/03_training.ipynb #42ec01a6
 def cpu_flags(wanted=('avx2','avx512f','avx512_bf16','amx_tile','amx_bf16'), # Flags to look for
@@ -112,6 +178,47 @@ class CPUFastPath(Callback):
         self._exit()
         self.learn.model.to(memory_format=torch.contiguous_format)
 
+# %% ../nbs/api/03_training.ipynb #d3739d91
+_fastai_fine_tune = getattr(Learner.fine_tune, 'fastai_fine_tune', Learner.fine_tune)  # fastai's, even if this module is run twice
+
+def scratch_bs(n_train:int, # Training images
+               epochs:int, # Epochs of training
+               bs:int=64, # The largest batch size to use (the DataLoader's)
+               min_steps:int=100, # Weight updates a random network needs at least
+              )->int:
+    "Batch size that gives a random network about `min_steps` steps in `epochs` epochs: between 8 and `bs`."
+    return max(min(8, bs), min(bs, round(n_train*epochs/min_steps)))
+
+def _fit_cbs(learn, cbs=None):
+    "`cbs`, and on a CPU a `CPUFastPath` unless there is one: callbacks for one fit, which `learn` does not keep."
+    cbs = L(cbs)
+    if learn.dls.device.type=='cpu' and not any(isinstance(c, CPUFastPath) for c in cbs+learn.cbs): cbs.append(CPUFastPath())
+    return cbs
+
+@contextlib.contextmanager
+def _batch_size(dl, bs):
+    "Batches of `bs` from `dl` inside the `with` block."
+    old,dl.bs = dl.bs,bs
+    try: yield
+    finally: dl.bs = old
+
+# %% ../nbs/api/03_training.ipynb #03ef81a4
+@patch
+@delegates(Learner.fit_one_cycle)
+def fine_tune(self:Learner, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100, pct_start=0.3, div=5.0, **kwargs):
+    "fastai's `fine_tune`; for a learner `trained_from` scratch, all layers, one cycle. On a CPU, with `CPUFastPath`."
+    cbs = _fit_cbs(self, kwargs.pop('cbs', None))
+    if getattr(self, 'trained_from', None) != 'scratch':
+        return _fastai_fine_tune(self, epochs, base_lr=base_lr, freeze_epochs=freeze_epochs, lr_mult=lr_mult,
+                                 pct_start=pct_start, div=div, cbs=cbs, **kwargs)
+    n = freeze_epochs+epochs
+    bs = scratch_bs(len(self.dls.train_ds), n, self.dls.train.bs)
+    print(f"From scratch: all layers, {n} epochs, one cycle up to lr {base_lr:g}, batches of {bs}.")
+    self.unfreeze()
+    with _batch_size(self.dls.train, bs): self.fit_one_cycle(n, base_lr, pct_start=pct_start, cbs=cbs, **kwargs)
+
+Learner.fine_tune.fastai_fine_tune = _fastai_fine_tune
+
 # %% ../nbs/api/03_training.ipynb #b6c0c0fc
 def _check_folder(path):
     path = Path(path)
@@ -120,6 +227,29 @@ def _check_folder(path):
     classes = {parent_label(f) for f in files}
     if len(classes) < 2: raise ValueError(f"need images in at least two class folders under {path}; found {len(files)} images in {len(classes)} class(es)")
     return path, files
+
+# %% ../nbs/api/03_training.ipynb #bfb7a964
+def data_size(files, # Image files
+              n:int=200, # Look at up to this many of them, spread over the list
+             )->int|None: # Median of the images' shorter side; `None` if none can be read
+    "The typical side of the images in `files`: the median of their shorter sides, from the file headers."
+    sides = []
+    for f in files[::max(1, len(files)//n)]:
+        try:
+            with Image.open(f) as im: sides.append(min(im.size))
+        except OSError: pass
+    return int(np.median(sides)) if sides else None
+
+def scratch_size(side:int|None, # The images' own side, from `data_size`
+                )->int:
+    "Image size for training from scratch: `side` rounded up to a multiple of 32, between 64 and 192."
+    return 192 if side is None else min(192, max(64, math.ceil(side/32)*32))
+
+def scratch_epochs(steps_per_epoch:int, # Batches in an epoch
+                   min_steps:int=100, # Weight updates a random network needs at least
+                  )->int:
+    "Epochs for training from scratch: enough for `min_steps` steps, and at least 3."
+    return max(3, math.ceil(min_steps/max(1, steps_per_epoch)))
 
 # %% ../nbs/api/03_training.ipynb #259afd70
 def auto_bs(n_train:int, # Number of training images
@@ -130,8 +260,8 @@ def auto_bs(n_train:int, # Number of training images
 # %% ../nbs/api/03_training.ipynb #0e768927
 def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset` or `build_dataset`
                      arch='resnet18', # torchvision model (function or name) or timm model name
-                     epochs:int=3, # Epochs of training (after one frozen epoch when fine-tuning)
-                     size:int=192, # Images are squished to `size`×`size`
+                     epochs:int|None=None, # Epochs of training (after one frozen epoch when fine-tuning); `None`: 3 when fine-tuning, `scratch_epochs` from scratch
+                     size:int|None=None, # Images are squished to `size`×`size`; `None`: 192 when fine-tuning, `scratch_size` of the data from scratch
                      bs:int|None=None, # Batch size; `None`: a tenth of the training images, between 8 and 64
                      lr:float|None=None, # Peak learning rate; `None`: 2e-3 when fine-tuning, 3e-3 from scratch
                      pretrained:bool=True, # Start from pretrained weights when they are cached or downloadable
@@ -147,32 +277,28 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
     "Train an image classifier on the class folders in `path`; from pretrained weights when there are any, otherwise from scratch."
     path,files = _check_folder(path)
     arch = resolve_arch(arch)
-    src = pretrained_source(arch) if pretrained else None
-    if pretrained and src is None:
-        print(f"No pretrained weights for {arch_name(arch)}: not cached, and {weights_location(arch)[0]} cannot be reached. "
-              f"Training from scratch instead: all layers, one-cycle schedule, {epochs} epochs.")
+    url,cached = weights_location(arch)
+    src = _source(url, cached) if pretrained else None
+    if pretrained and src is None: print(f"No pretrained weights for {arch_name(arch)}: not cached, and {url} cannot be reached.")
+    size = size or (192 if src else scratch_size(data_size(files)))
     set_seed(seed)
     nw = {} if num_workers is None and len(files) >= 1000 else {'num_workers': num_workers or 0}
     bs = bs or auto_bs(round(len(files)*(1-valid_pct)))
     dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=bs, **nw)
     if len(dls.train)==0: dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=max(2, len(dls.train_ds)//2), **nw)
-    if not dls.after_batch.fs.filter(risinstance(Normalize)): dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')
-    use_pre = src is not None
-    if use_pre:
-        try: learn = vision_learner(dls, arch, pretrained=True, metrics=metrics, cbs=cbs, **kwargs)
-        except Exception as e:
-            print(f"Could not load pretrained weights for {arch_name(arch)} ({type(e).__name__}: {e}). Training from scratch instead.")
-            use_pre = False
-    if not use_pre: learn = vision_learner(dls, arch, pretrained=False, metrics=metrics, cbs=cbs, **kwargs)
+    _norm_like_pretrained(dls)
+    learn = vision_learner(dls, arch, pretrained=src is not None, metrics=metrics, cbs=cbs, **kwargs)
+    scratch = learn.trained_from=='scratch'
+    epochs,lr = epochs or (scratch_epochs(len(dls.train)) if scratch else 3), lr or (3e-3 if scratch else 2e-3)
+    if scratch: print(f"Training from scratch: all layers, one cycle up to lr {lr:g}, {epochs} epochs of {len(dls.train)} batches of {dls.train.bs}, at {size}×{size} px.")
     fit_cbs = []  # callbacks for this training only: they are not kept in the learner, so `export` does not pickle them
     if fast:
         if dls.device.type=='cuda': learn.to_fp16()
         elif dls.device.type=='cpu': fit_cbs.append(CPUFastPath())
-    learn.trained_from = 'pretrained' if use_pre else 'scratch'
     with contextlib.ExitStack() as ctx:
         if not progress: ctx.enter_context(learn.no_bar()); ctx.enter_context(learn.no_logging())
-        if use_pre: learn.fine_tune(epochs, base_lr=ifnone(lr, 2e-3), cbs=fit_cbs)
-        else: learn.fit_one_cycle(epochs, ifnone(lr, 3e-3), cbs=fit_cbs)
+        if scratch: learn.fit_one_cycle(epochs, lr, cbs=fit_cbs)
+        else: _fastai_fine_tune(learn, epochs, base_lr=lr, cbs=fit_cbs)
     return learn
 
 # %% ../nbs/api/03_training.ipynb #cba27196
