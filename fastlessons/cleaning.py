@@ -6,6 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/cleaning.html.md"""
 
 # %% ../nbs/api/04_cleaning.ipynb #58e9add4
 from __future__ import annotations
+from .core import unique_dest, move_noclobber, file_sha256, append_jsonl, read_jsonl   # first: it sets how torch's threads wait, before torch is imported
 from pathlib import Path
 from typing import NamedTuple
 from functools import partial
@@ -17,7 +18,6 @@ from fastcore.basics import patch
 from fastcore.meta import delegates
 from ipywidgets import Image as ImageWidget, VBox, Dropdown, Layout
 from fastai.vision.widgets import ImageClassifierCleaner as _FastaiCleaner, ImagesCleaner, _get_iw_info
-from .core import unique_dest, move_noclobber, file_sha256, append_jsonl, read_jsonl
 
 # %% auto #0
 __all__ = ['SafeCleaner', 'tree_digest', 'cleaning_dir', 'read_journal', 'Move', 'apply_cleaning', 'undo_cleaning',

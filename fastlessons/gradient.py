@@ -6,6 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/gradient.html.md"""
 
 # %% ../nbs/api/06_gradient.ipynb #1514ca1c
 from __future__ import annotations
+from . import core   # first: it sets how torch's threads wait, before torch is imported
 from functools import partial
 from contextlib import contextmanager
 import base64, io, warnings

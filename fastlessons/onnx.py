@@ -6,11 +6,11 @@ Docs: https://fastai.github.io/fastlessons/api/onnx.html.md"""
 
 # %% ../nbs/api/08_onnx.ipynb #4a4ceb66
 from __future__ import annotations
+from .core import atomic_write   # first: it sets how torch's threads wait, before torch is imported
 from pathlib import Path
 import io, re, json, hashlib, warnings, contextlib
 import numpy as np
 from fastai.vision.all import *
-from .core import atomic_write
 from .inference import learner_spec, load_exported
 
 # %% auto #0
