@@ -6,11 +6,11 @@ Docs: https://fastai.github.io/fastlessons/api/cli.html.md"""
 
 # %% ../nbs/api/11_cli.ipynb #6cf47785
 from __future__ import annotations
-import sys, os, json, time, shutil, tempfile, warnings
+from .core import arch_name   # first: it sets how torch's threads wait, before torch is imported
+import sys, os, json, time, shutil, tempfile, warnings, contextlib
 from pathlib import Path
 from fastcore.script import call_parse, is_cli
 from .datasets import digits_dataset
-from .core import arch_name
 
 # %% auto #0
 __all__ = ['DEFAULT_ARCHS', 'NoNetworkError', 'digits_cli', 'train_cli', 'predict_cli', 'app_cli', 'space_cli', 'compare_cli']
@@ -95,7 +95,13 @@ def _data_source(source, work:Path, max_images:int, digits:str='3,7'):
     return _search_dataset(list(source), work/'images', max_images), f"image searches for {', '.join(map(repr, source))}", False
 
 # %% ../nbs/api/11_cli.ipynb #46cd3f20
-def _report_md(desc:str, learn, interp, size:int, secs:float, files:list)->str:
+def _trained_size(learn)->str:
+    "The size the learner's images were resized to, as `H×W`, from the `Resize` in its data pipeline."
+    from fastai.vision.augment import Resize
+    h,w = next(t.size for t in learn.dls.after_item.fs if isinstance(t, Resize))
+    return f"{w}×{h}"
+
+def _report_md(desc:str, learn, interp, secs:float, files:list)->str:
     cm = interp.confusion_matrix()
     n_valid = int(cm.sum())
     err = 1 - float(cm.trace())/max(n_valid, 1)
@@ -105,7 +111,7 @@ def _report_md(desc:str, learn, interp, size:int, secs:float, files:list)->str:
     lines = ["# fastlessons-train report", "",
              f"- data: {desc}: {sum(counts.values()):,} images in {len(counts)} classes ({', '.join(f'{k}: {v}' for k,v in sorted(counts.items()))})",
              f"- model: {arch_name(learn.arch)}, trained from {getattr(learn, 'trained_from', '?')}, "
-             f"{size}×{size} px, in {secs:.0f} s",
+             f"{_trained_size(learn)} px, in {secs:.0f} s",
              f"- validation: {n_valid} images, error rate {err:.3f} (accuracy {1-err:.1%})",
              "- most confused (actual → predicted, times): " + ('; '.join(f"{a} → {p}: {n}" for a,p,n in conf) if conf else 'none'),
              "- files: " + ', '.join(f"`{f}`" for f in files), "",
@@ -126,48 +132,83 @@ def _export_for_app(learn, run:Path)->list:
     save_examples(learn, run/'examples')
     return ['model.onnx', 'examples/']
 
+# %% ../nbs/api/11_cli.ipynb #8b37668c
+def _world_size()->int: return int(os.environ.get('WORLD_SIZE', 0))
+def _rank()->int: return int(os.environ.get('RANK', 0)) if _world_size() > 1 else 0
+
+def _from_rank0(f):
+    "`f()` run on rank 0 alone, its result (or its error) given to every process; outside a launcher, just `f()`."
+    if _world_size() <= 1: return f()
+    import torch.distributed as dist
+    res = [None]
+    if _rank()==0:
+        try: res = [(f(), None)]
+        except Exception as e: res = [(None, e)]
+    dist.broadcast_object_list(res, src=0)
+    val,err = res[0]
+    if err is not None: raise err
+    return val
+
+def _quiet(ctx):
+    "Inside `ctx`: no standard output and no warnings (for the processes other than rank 0)."
+    ctx.enter_context(contextlib.redirect_stdout(ctx.enter_context(open(os.devnull, 'w'))))
+    ctx.enter_context(warnings.catch_warnings()); warnings.simplefilter('ignore')
+
 # %% ../nbs/api/11_cli.ipynb #caba4453
 @call_parse
 def train_cli(*source:str, # Nothing for the embedded digits; a folder of class folders; or two or more search terms (needs the internet)
               digits:str='3,7', # With no source: the digits to tell apart, comma-separated, or `all` for the ten
-              epochs:int=3, # Epochs of training
-              size:int=None, # Images are squished to `size`×`size` pixels; default 32 for the digits, 192 otherwise
+              epochs:int=None, # Epochs of training; default: 3 when fine-tuning, enough for 100 weight updates from scratch
+              size:int=None, # Images are squished to `size`×`size` pixels; default: 192 when fine-tuning, the images' own size from scratch (at least 64)
               out:str='models', # Folder for the results; each run gets a new subfolder in it
               max_images:int=100, # Images to download per search term
               scratch:bool=False, # Train from scratch, without looking for pretrained weights
               arch:str='resnet18', # Architecture: a torchvision name fastai knows, or a timm name
              ):
     "Lesson 1 end to end: get the images, train a classifier, save it with its confusion matrix and a short report."
-    run = None
-    try:
-        t0 = time.time()
-        if is_cli(train_cli): import matplotlib; matplotlib.use('Agg')
-        name = 'digits' if not source else Path(source[0]).name if len(source)==1 else '-'.join(s.replace(' ', '_') for s in source)[:60]
-        run = _run_dir(out, name.replace(os.sep, '_') or 'run')
-        path,desc,is_digits = _data_source(source, run/'data', max_images, digits)  # bad input fails here, before the slow import of fastai
-        print(f"Writing to {run}", flush=True)
-        with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
-            warnings.simplefilter('ignore')
-            from fastlessons.training import train_classifier, interpret_classifier
-            from fastlessons.inference import export_safe
-        size = size or (32 if is_digits else 192)
-        learn = train_classifier(path, arch=arch, epochs=epochs, size=size, pretrained=not (scratch or is_digits),
-                                 **(dict(bs=32, num_workers=0) if is_digits else {}))
-        learn.path = run
-        export_safe(learn, 'model.json')
-        for_app = _export_for_app(learn, run)
-        interp = interpret_classifier(learn, run)
-        files = ['model.json', 'model.safetensors', *for_app, *[Path(p).name for p in interp.pngs.values()], 'report.md']
-        from fastlessons.core import atomic_write
-        report = _report_md(desc, learn, interp, size, time.time()-t0, files)
-        atomic_write(run/'report.md', report.encode())
-        print(report, flush=True)
-        return None if is_cli(train_cli) else run
-    except Exception as e:
-        for p in ([run/'data', run] if run else []):  # leave no empty folder behind (rmdir removes only empty ones)
-            try: p.rmdir()
-            except OSError: pass
-        return _report(e, 'fastlessons-train', train_cli)
+    run,rank = None,_rank()
+    with contextlib.ExitStack() as ctx:
+        if rank: _quiet(ctx)  # under a launcher, the other processes print nothing but errors
+        try:
+            t0 = time.time()
+            if is_cli(train_cli): import matplotlib; matplotlib.use('Agg')
+            if _world_size() > 1:
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore')
+                    from fastlessons.training import init_distributed
+                init_distributed()
+            def prepare():  # bad input fails here, before the slow import of fastai; under a launcher, on rank 0, which tells the others
+                nonlocal run
+                name = 'digits' if not source else Path(source[0]).name if len(source)==1 else '-'.join(s.replace(' ', '_') for s in source)[:60]
+                run = _run_dir(out, name.replace(os.sep, '_') or 'run')
+                return (run, *_data_source(source, run/'data', max_images, digits))
+            run_dir,path,desc,is_digits = _from_rank0(prepare)
+            print(f"Writing to {run_dir}", flush=True)
+            with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
+                warnings.simplefilter('ignore')
+                from fastlessons.training import train_classifier, interpret_classifier, single_process
+                from fastlessons.inference import export_safe
+            learn = train_classifier(path, arch=arch, epochs=epochs, size=size, pretrained=not (scratch or is_digits))
+            if rank: return None  # rank 0 writes the model, the figures and the report
+            with single_process():
+                learn.path = run_dir
+                export_safe(learn, 'model.json')
+                for_app = _export_for_app(learn, run_dir)
+                interp = interpret_classifier(learn, run_dir)
+                files = ['model.json', 'model.safetensors', *for_app, *[Path(p).name for p in interp.pngs.values()], 'report.md']
+                report = _report_md(desc, learn, interp, time.time()-t0, files)
+            from fastlessons.core import atomic_write
+            atomic_write(run_dir/'report.md', report.encode())
+            print(report, flush=True)
+            return None if is_cli(train_cli) else run_dir
+        except Exception as e:
+            for p in ([run/'data', run] if run else []):  # leave no empty folder behind (rmdir removes only empty ones)
+                try: p.rmdir()
+                except OSError: pass
+            return _report(e, 'fastlessons-train', train_cli)
+        finally:
+            if 'torch' in sys.modules and sys.modules['torch'].distributed.is_initialized(): sys.modules['torch'].distributed.destroy_process_group()
+
 
 # %% ../nbs/api/11_cli.ipynb #44af4d19
 def _onnx_beside(model:Path):

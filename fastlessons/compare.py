@@ -6,10 +6,10 @@ Docs: https://fastai.github.io/fastlessons/api/compare.html.md"""
 
 # %% ../nbs/api/10_compare.ipynb #b5740ca0
 from __future__ import annotations
+from .core import atomic_write, arch_name   # first: it sets how torch's threads wait, before torch is imported
 import io, os, sys, gc, time, json, math, platform, warnings, contextlib
 from pathlib import Path
 from fastcore.script import call_parse, is_cli
-from .core import atomic_write, arch_name
 
 # %% auto #0
 __all__ = ['n_params', 'time_models', 'time_inference', 'fit_timer', 'cpu_name', 'comparison_context', 'compare_models',
@@ -117,8 +117,8 @@ def compare_models(path, # Folder of class folders, e.g. from `digits_dataset`
                   ):
     "Train each of `archs` on `path` with the same split; tabulate parameters, error rate, training time and ms per image."
     import pandas as pd
-    from fastlessons.training import resolve_arch, pretrained_source, scratch_size, data_size, _check_folder
-    path,files = _check_folder(path)
+    from fastlessons.training import resolve_arch, pretrained_source, scratch_size, data_size, check_dataset
+    path,files = check_dataset(path)
     names = [arch_name(resolve_arch(a)) for a in archs]   # every name checked before any training
     if not names: raise ValueError("no architectures to compare")
     srcs = [pretrained_source(a) if pretrained else None for a in archs]

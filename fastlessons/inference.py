@@ -6,17 +6,18 @@ Docs: https://fastai.github.io/fastlessons/api/inference.html.md"""
 
 # %% ../nbs/api/05_inference.ipynb #e1abb29e
 from __future__ import annotations
+from .core import atomic_write, arch_name   # first: it sets how torch's threads wait, before torch is imported
 from pathlib import Path
 import io, os, json, html, base64, hashlib, warnings, zipfile, pickletools
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from fastai.vision.all import *
-from .core import atomic_write, arch_name
 from .training import resolve_arch
 
 # %% auto #0
 __all__ = ['pred_message', 'open_image', 'classify', 'pickle_globals', 'export_modules', 'learner_spec', 'describe_learner',
-           'describe_export', 'export_safe', 'load_safe', 'UnsafeLoadWarning', 'load_exported', 'ClassifierApp']
+           'describe_export', 'made_with', 'export_safe', 'load_safe', 'UnsafeLoadWarning', 'load_exported',
+           'ClassifierApp']
 
 # %% ../nbs/api/05_inference.ipynb #d85a3be2
 def pred_message(pred, # The predicted class, as `learn.predict` returns it
@@ -164,6 +165,11 @@ def _check_safe(spec):
     bad = [s['name'] for s in spec['item_tfms'] + spec['batch_tfms'] if s['name'] not in _SAFE_TFMS or s.get('unsupported')]
     if bad: raise ValueError(f"cannot save the transform(s) {bad} without pickle; only {sorted(_SAFE_TFMS)} are supported — use `learn.export` for this learner")
 
+def made_with()->dict:
+    "The versions of Python, torch, fastai and fastlessons running now: what a model was made with."
+    import platform, torch, fastai, fastlessons
+    return dict(python=platform.python_version(), torch=torch.__version__, fastai=fastai.__version__, fastlessons=fastlessons.__version__)
+
 def export_safe(learn, # A `Learner` made by `vision_learner` (or `train_classifier`)
                 fname='model.json', # Name of the JSON file, relative to `learn.path` like `learn.export`; the weights go beside it as `.safetensors`
                 overwrite:bool=False, # Replace existing files of the same name
@@ -179,6 +185,7 @@ def export_safe(learn, # A `Learner` made by `vision_learner` (or `train_classif
     _check_safe(spec)
     data = save({k: v.detach().cpu().contiguous() for k,v in learn.model.state_dict().items()})
     spec.update(weights=wfn.name, weights_bytes=len(data), weights_sha256=hashlib.sha256(data).hexdigest())
+    spec.update(training=getattr(learn, 'training_record', None), made_with=made_with())  # how, and with what, it was made
     atomic_write(wfn, data)
     atomic_write(fn, (json.dumps(spec, indent=1) + '\n').encode())
     return fn

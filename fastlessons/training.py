@@ -6,16 +6,18 @@ Docs: https://fastai.github.io/fastlessons/api/training.html.md"""
 
 # %% ../nbs/api/03_training.ipynb #80c8c4d5
 from __future__ import annotations
+from .core import atomic_write, arch_name, url_reachable   # first: it sets how torch's threads wait, before torch is imported
 from pathlib import Path
-import os, io, math, difflib, tempfile, contextlib, urllib.request, urllib.error
+import os, io, math, time, difflib, tempfile, contextlib, urllib.request, urllib.error
 from urllib.parse import urlparse
 from fastai.vision.all import *
 from fastai.vision import learner as fastai_learner
-from .core import atomic_write, arch_name, url_reachable
+from fastai.distributed import DistributedDL, DistributedTrainer
 
 # %% auto #0
 __all__ = ['image_datablock', 'resolve_arch', 'timm_name', 'weights_location', 'pretrained_source', 'vision_learner', 'cpu_flags',
-           'cpu_fast_bf16', 'CPUFastPath', 'scratch_bs', 'data_size', 'scratch_size', 'scratch_epochs', 'auto_bs',
+           'cpu_fast_bf16', 'CPUFastPath', 'scratch_bs', 'check_dataset', 'data_size', 'scratch_size', 'scratch_epochs',
+           'auto_bs', 'launched', 'init_distributed', 'DistributedFit', 'single_process', 'RecordTraining',
            'train_classifier', 'interpret_classifier']
 
 # %% ../nbs/api/03_training.ipynb #9660c8ec
@@ -220,7 +222,9 @@ def fine_tune(self:Learner, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100, 
 Learner.fine_tune.fastai_fine_tune = _fastai_fine_tune
 
 # %% ../nbs/api/03_training.ipynb #b6c0c0fc
-def _check_folder(path):
+def check_dataset(path, # Folder of class folders
+                 )->tuple: # `(path, image_files)`
+    "`path` as a `Path` and its image files, after checking that it is a folder holding images in at least two class folders."
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"no such folder: {path}")
     files = get_image_files(path)
@@ -257,6 +261,64 @@ def auto_bs(n_train:int, # Number of training images
     "A batch size that gives a small dataset about ten steps per epoch: `n_train//10`, between 8 and 64."
     return min(64, max(8, n_train//10))
 
+# %% ../nbs/api/03_training.ipynb #d34cebc2
+def launched()->bool:
+    "Is this process one of several started together by a launcher (`torchrun`, `accelerate launch`)?"
+    return num_distrib() > 1
+
+def init_distributed():
+    "Under a launcher, join its process group now (gloo on CPUs, NCCL on GPUs; a GPU process takes its own device); otherwise nothing."
+    if not launched() or torch.distributed.is_initialized(): return
+    from accelerate import PartialState
+    PartialState(cpu=not torch.cuda.is_available())
+
+def _all_gather(x)->list:
+    "`x` from every process, in rank order (`[x]` outside a launcher)."
+    if not (launched() and torch.distributed.is_initialized()): return [x]
+    out = [None]*num_distrib()
+    torch.distributed.all_gather_object(out, x)
+    return out
+
+# %% ../nbs/api/03_training.ipynb #4294d4e3
+class _ShardDL(DistributedDL):
+    "fastai's `DistributedDL`, sending the item order as a CPU tensor unless the backend is NCCL."
+    def _broadcast(self, t, rank):
+        t = LongTensor(t)
+        if torch.distributed.get_backend()=='nccl': t = t.cuda()
+        torch.distributed.broadcast(t, rank)
+        return t.cpu().tolist()
+
+class DistributedFit(DistributedTrainer):
+    "fastai's `DistributedTrainer` for one fit, on GPUs as fastai has it, and on CPUs too (gloo, no `SyncBatchNorm`)."
+    def __init__(self, **kwargs): # Passed on to fastai's `DistributedTrainer` and Accelerate's `Accelerator`
+        cpu = not torch.cuda.is_available()
+        kwargs.setdefault('cpu', cpu); kwargs.setdefault('sync_bn', not cpu)
+        super().__init__(**kwargs)
+    def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else _ShardDL(dl, device=self.learn.model.device)
+
+# %% ../nbs/api/03_training.ipynb #c95d13a9
+@contextlib.contextmanager
+def single_process():
+    "Inside, fastai sees one process (no `WORLD_SIZE`, `RANK`, `LOCAL_RANK`): for what rank 0 does alone after a distributed fit."
+    with modified_env('WORLD_SIZE', 'RANK', 'LOCAL_RANK'): yield
+
+# %% ../nbs/api/03_training.ipynb #0dcc207d
+class RecordTraining(Callback):
+    "Record how `learn` is trained in `learn.training_record`: processes, epochs, batches per epoch on each process, seconds, last validation metrics."
+    order = Recorder.order+1  # after the Recorder has the epoch's metrics
+    # (fastai makes each callback an attribute of the learner named after its class, here `record_training`, which `fit` removes after)
+    def __init__(self): self.epochs,self.secs,self.batches,self.t0 = 0,0.,0,None
+    def before_fit(self): self.t0 = time.perf_counter()
+    def before_train(self): self.batches = len(self.dl)  # this process's share, when the fit is distributed
+    def after_epoch(self): self.epochs += 1
+    def after_fit(self):
+        if self.t0 is None: return  # a fit cancelled before it began
+        self.secs,self.t0 = self.secs + time.perf_counter() - self.t0, None
+        names,vals = self.recorder.metric_names[1:-1], (self.recorder.values[-1] if self.recorder.values else [])
+        self.learn.training_record = dict(world_size=max(1, num_distrib()), epochs=self.epochs,
+            batches_per_epoch=_all_gather(self.batches), train_s=round(self.secs, 1),
+            **{n: round(float(v), 4) for n,v in zip(names[::-1], vals[::-1]) if n != 'train_loss'})  # from the end: a cut-short epoch logs no train_loss
+
 # %% ../nbs/api/03_training.ipynb #0e768927
 def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset` or `build_dataset`
                      arch='resnet18', # torchvision model (function or name) or timm model name
@@ -275,11 +337,13 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
                      **kwargs, # Passed on to `vision_learner`
                     )->Learner:
     "Train an image classifier on the class folders in `path`; from pretrained weights when there are any, otherwise from scratch."
-    path,files = _check_folder(path)
+    path,files = check_dataset(path)
+    init_distributed()  # under a launcher: before the data, so that on a GPU each process has its own device
+    say,n_proc = print if rank_distrib()==0 else noop, max(1, num_distrib())
     arch = resolve_arch(arch)
     url,cached = weights_location(arch)
     src = _source(url, cached) if pretrained else None
-    if pretrained and src is None: print(f"No pretrained weights for {arch_name(arch)}: not cached, and {url} cannot be reached.")
+    if pretrained and src is None: say(f"No pretrained weights for {arch_name(arch)}: not cached, and {url} cannot be reached.")
     size = size or (192 if src else scratch_size(data_size(files)))
     set_seed(seed)
     nw = {} if num_workers is None and len(files) >= 1000 else {'num_workers': num_workers or 0}
@@ -289,14 +353,16 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
     _norm_like_pretrained(dls)
     learn = vision_learner(dls, arch, pretrained=src is not None, metrics=metrics, cbs=cbs, **kwargs)
     scratch = learn.trained_from=='scratch'
-    epochs,lr = epochs or (scratch_epochs(len(dls.train)) if scratch else 3), lr or (3e-3 if scratch else 2e-3)
-    if scratch: print(f"Training from scratch: all layers, one cycle up to lr {lr:g}, {epochs} epochs of {len(dls.train)} batches of {dls.train.bs}, at {size}×{size} px.")
-    fit_cbs = []  # callbacks for this training only: they are not kept in the learner, so `export` does not pickle them
+    steps = math.ceil(len(dls.train)/n_proc)  # batches per epoch on each process
+    epochs,lr = epochs or (scratch_epochs(steps) if scratch else 3), lr or (3e-3 if scratch else 2e-3)
+    if scratch: say(f"Training from scratch: all layers, one cycle up to lr {lr:g}, {epochs} epochs of {steps} batches of {dls.train.bs}"
+                    + (f" on each of {n_proc} processes" if n_proc>1 else "") + f", at {size}×{size} px.")
+    fit_cbs = [RecordTraining()] + ([DistributedFit()] if launched() else [])  # for this training only: not kept in the learner, so `export` does not pickle them
     if fast:
         if dls.device.type=='cuda': learn.to_fp16()
         elif dls.device.type=='cpu': fit_cbs.append(CPUFastPath())
     with contextlib.ExitStack() as ctx:
-        if not progress: ctx.enter_context(learn.no_bar()); ctx.enter_context(learn.no_logging())
+        if not progress or rank_distrib(): ctx.enter_context(learn.no_bar()); ctx.enter_context(learn.no_logging())
         if scratch: learn.fit_one_cycle(epochs, lr, cbs=fit_cbs)
         else: _fastai_fine_tune(learn, epochs, base_lr=lr, cbs=fit_cbs)
     return learn
