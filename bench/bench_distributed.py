@@ -2,11 +2,11 @@
 
 Each run is `train_classifier` on all ten embedded digits (1,797 images, 1,438 for training), from scratch, at
 `--size` pixels for `--epochs` epochs, started by `torchrun --standalone --nproc-per-node N` (one machine, a free
-port). One process uses every core (torch's default threads); N processes get one thread each on CPUs, torchrun's
-default, and one GPU each on GPUs. Throughput is training images per second of the fit (its per-epoch validation
+port). On CPUs every run gets all the cores: each of N processes gets `OMP_NUM_THREADS` = cores/N threads (torchrun's
+default would be one each); on GPUs, each process gets one GPU. Throughput is training images per second of the fit (its per-epoch validation
 included), from the `training_record` that `model.json` also keeps; the ratio is N processes against 1.
 
-On a CPU the processes share the cores that one process would use anyway, so expect no gain on a small machine:
+On a CPU the N processes share the cores that one process uses, so expect little gain on a small machine:
 the point there is that it runs. With GPUs (`--nproc 1,2,4` on a machine with 4), each process has its own.
 Everything is written to a temporary folder, removed at the end.
 Usage: python bench/bench_distributed.py [--nproc 1,2] [--size 64] [--epochs 3]
@@ -31,7 +31,8 @@ def launch(n, a, data):
     "Run `n` processes under torchrun; the record rank 0 printed."
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc-per-node={n}', __file__,
            '--worker', '--data', str(data), '--size', str(a.size), '--epochs', str(a.epochs)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, 'OMP_NUM_THREADS': str(max(1, (os.cpu_count() or 1)//n))}   # the same cores for every n
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode: raise RuntimeError(f"{n} processes failed:\n{res.stderr[-3000:]}")
     line = [l for l in res.stdout.splitlines() if l.startswith('RECORD ')]
     return json.loads(line[0][len('RECORD '):])

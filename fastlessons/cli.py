@@ -136,17 +136,22 @@ def _export_for_app(learn, run:Path)->list:
 def _world_size()->int: return int(os.environ.get('WORLD_SIZE', 0))
 def _rank()->int: return int(os.environ.get('RANK', 0)) if _world_size() > 1 else 0
 
+class _Rank0Failed(Exception):
+    "Rank 0 could not prepare the run and reports why; the other processes stop with its exit status, quietly."
+    def __init__(self, status:int): super().__init__(f"rank 0 failed (exit status {status})"); self.status = status
+
 def _from_rank0(f):
-    "`f()` run on rank 0 alone, its result (or its error) given to every process; outside a launcher, just `f()`."
+    "`f()` run on rank 0 alone, its result given to every process; when it fails, rank 0 raises the error and the others `_Rank0Failed`."
     if _world_size() <= 1: return f()
-    import torch.distributed as dist
-    res = [None]
+    from fastlessons.training import from_rank0
+    res = None
     if _rank()==0:
-        try: res = [(f(), None)]
-        except Exception as e: res = [(None, e)]
-    dist.broadcast_object_list(res, src=0)
-    val,err = res[0]
-    if err is not None: raise err
+        try: res = ('ok', f())
+        except BaseException as e:
+            from_rank0(('failed', _exit_status(e) or 1))  # the others must not wait for an answer that is not coming
+            raise
+    kind,val = from_rank0(res)
+    if kind=='failed': raise _Rank0Failed(val)
     return val
 
 def _quiet(ctx):
@@ -202,6 +207,7 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
             print(report, flush=True)
             return None if is_cli(train_cli) else run_dir
         except Exception as e:
+            if isinstance(e, _Rank0Failed) and is_cli(train_cli): return e.status  # rank 0 said what went wrong
             for p in ([run/'data', run] if run else []):  # leave no empty folder behind (rmdir removes only empty ones)
                 try: p.rmdir()
                 except OSError: pass

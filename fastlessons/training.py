@@ -17,8 +17,8 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 # %% auto #0
 __all__ = ['image_datablock', 'resolve_arch', 'timm_name', 'weights_location', 'pretrained_source', 'vision_learner', 'cpu_flags',
            'cpu_fast_bf16', 'CPUFastPath', 'scratch_bs', 'check_dataset', 'data_size', 'scratch_size', 'scratch_epochs',
-           'auto_bs', 'launched', 'init_distributed', 'DistributedFit', 'single_process', 'RecordTraining',
-           'train_classifier', 'interpret_classifier']
+           'auto_bs', 'launched', 'init_distributed', 'from_rank0', 'batches_per_process', 'DistributedFit',
+           'single_process', 'RecordTraining', 'train_classifier', 'interpret_classifier']
 
 # %% ../nbs/api/03_training.ipynb #9660c8ec
 def image_datablock(size:int=192, # Images are squished to `size`×`size` pixels
@@ -272,6 +272,20 @@ def init_distributed():
     from accelerate import PartialState
     PartialState(cpu=not torch.cuda.is_available())
 
+def from_rank0(x):
+    "Rank 0's `x`, on every process (`x` itself outside a launcher)."
+    if not (launched() and torch.distributed.is_initialized()): return x
+    o = [x]; torch.distributed.broadcast_object_list(o, src=0)
+    return o[0]
+
+def _rank0_first(f):
+    "`f()` on rank 0, then on the other processes: what rank 0 downloads, the others on its machine find in the cache."
+    if not (launched() and torch.distributed.is_initialized()): return f()
+    if rank_distrib()==0: res = f()
+    torch.distributed.barrier()
+    if rank_distrib()!=0: res = f()
+    return res
+
 def _all_gather(x)->list:
     "`x` from every process, in rank order (`[x]` outside a launcher)."
     if not (launched() and torch.distributed.is_initialized()): return [x]
@@ -280,8 +294,18 @@ def _all_gather(x)->list:
     return out
 
 # %% ../nbs/api/03_training.ipynb #4294d4e3
+def batches_per_process(n:int, # Items in the dataset
+                        bs:int, # Batch size, on each process
+                        n_proc:int, # Number of processes
+                        drop_last:bool=True, # Whether each process drops its last incomplete batch (training) or not (validation)
+                       )->int:
+    "The batches each of `n_proc` processes makes of its share of `n` items: `ceil(n/n_proc)` (fastai repeats items to even the shares)."
+    per = math.ceil(n/n_proc)
+    return per//bs if drop_last else math.ceil(per/bs)
+
 class _ShardDL(DistributedDL):
-    "fastai's `DistributedDL`, sending the item order as a CPU tensor unless the backend is NCCL."
+    "fastai's `DistributedDL`, sending the item order as a CPU tensor unless the backend is NCCL, and counting the batches each process makes."
+    def __len__(self): return batches_per_process(self.dl.n, self.bs, self.world_size, self.drop_last)
     def _broadcast(self, t, rank):
         t = LongTensor(t)
         if torch.distributed.get_backend()=='nccl': t = t.cuda()
@@ -289,10 +313,10 @@ class _ShardDL(DistributedDL):
         return t.cpu().tolist()
 
 class DistributedFit(DistributedTrainer):
-    "fastai's `DistributedTrainer` for one fit, on GPUs as fastai has it, and on CPUs too (gloo, no `SyncBatchNorm`)."
+    "fastai's `DistributedTrainer` for one fit, on GPUs and on CPUs (gloo), counting the batches right, without `SyncBatchNorm` unless asked."
     def __init__(self, **kwargs): # Passed on to fastai's `DistributedTrainer` and Accelerate's `Accelerator`
         cpu = not torch.cuda.is_available()
-        kwargs.setdefault('cpu', cpu); kwargs.setdefault('sync_bn', not cpu)
+        kwargs.setdefault('cpu', cpu); kwargs.setdefault('sync_bn', False)
         super().__init__(**kwargs)
     def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else _ShardDL(dl, device=self.learn.model.device)
 
@@ -342,7 +366,7 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
     say,n_proc = print if rank_distrib()==0 else noop, max(1, num_distrib())
     arch = resolve_arch(arch)
     url,cached = weights_location(arch)
-    src = _source(url, cached) if pretrained else None
+    src = from_rank0(_source(url, cached) if pretrained and rank_distrib()==0 else None)  # rank 0 decides for all
     if pretrained and src is None: say(f"No pretrained weights for {arch_name(arch)}: not cached, and {url} cannot be reached.")
     size = size or (192 if src else scratch_size(data_size(files)))
     set_seed(seed)
@@ -351,9 +375,12 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
     dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=bs, **nw)
     if len(dls.train)==0: dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=max(2, len(dls.train_ds)//2), **nw)
     _norm_like_pretrained(dls)
-    learn = vision_learner(dls, arch, pretrained=src is not None, metrics=metrics, cbs=cbs, **kwargs)
+    learn = _rank0_first(lambda: vision_learner(dls, arch, pretrained=src is not None, metrics=metrics, cbs=cbs, **kwargs))  # rank 0 downloads
+    if len(set(_all_gather(learn.trained_from))) > 1:
+        raise RuntimeError(f"the processes do not all have pretrained weights for {arch_name(arch)} ({_all_gather(learn.trained_from)}, in rank order): "
+                           "put them in each machine's torch cache, or pass pretrained=False")
     scratch = learn.trained_from=='scratch'
-    steps = math.ceil(len(dls.train)/n_proc)  # batches per epoch on each process
+    steps = batches_per_process(len(dls.train_ds), dls.train.bs, n_proc)  # batches per epoch on each process
     epochs,lr = epochs or (scratch_epochs(steps) if scratch else 3), lr or (3e-3 if scratch else 2e-3)
     if scratch: say(f"Training from scratch: all layers, one cycle up to lr {lr:g}, {epochs} epochs of {steps} batches of {dls.train.bs}"
                     + (f" on each of {n_proc} processes" if n_proc>1 else "") + f", at {size}×{size} px.")
