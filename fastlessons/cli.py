@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/cli.html.md"""
 
 # %% ../nbs/api/11_cli.ipynb #6cf47785
 from __future__ import annotations
-from .core import arch_name   # first: it sets how torch's threads wait, before torch is imported
+from .core import arch_name, atomic_write   # first: it sets how torch's threads wait, before torch is imported
 import sys, os, json, time, shutil, tempfile, warnings, contextlib
 from pathlib import Path
 from fastcore.script import call_parse, is_cli
@@ -202,7 +202,6 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
                 interp = interpret_classifier(learn, run_dir)
                 files = ['model.json', 'model.safetensors', *for_app, *[Path(p).name for p in interp.pngs.values()], 'report.md']
                 report = _report_md(desc, learn, interp, time.time()-t0, files)
-            from fastlessons.core import atomic_write
             atomic_write(run_dir/'report.md', report.encode())
             print(report, flush=True)
             return None if is_cli(train_cli) else run_dir
@@ -213,7 +212,9 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
                 except OSError: pass
             return _report(e, 'fastlessons-train', train_cli)
         finally:
-            if 'torch' in sys.modules and sys.modules['torch'].distributed.is_initialized(): sys.modules['torch'].distributed.destroy_process_group()
+            if _world_size() > 1:  # leave the launcher's process group (fastai's helper; it does nothing if none was joined)
+                from fastai.distributed import teardown_distrib
+                teardown_distrib()
 
 
 # %% ../nbs/api/11_cli.ipynb #44af4d19
