@@ -57,7 +57,8 @@ def main():
         warnings.simplefilter('ignore')
         from fastai.vision.all import load_learner, PILImage
         from fastlessons.datasets import digits_dataset
-        from fastlessons.training import train_classifier, cpu_flags
+        from fastlessons.training import train_classifier
+        from fastlessons.core import cpu_flags
         from fastlessons.inference import export_safe
         from fastlessons.onnx import export_onnx
         from fastlessons.app import load_classifier

@@ -52,7 +52,7 @@ def main():
         warnings.simplefilter('ignore')
         import torch, fastai, platform
         from fastlessons.datasets import digits_dataset
-        from fastlessons.training import cpu_flags
+        from fastlessons.core import cpu_flags
     gpus = torch.cuda.device_count()
     print(f"python {platform.python_version()}, torch {torch.__version__}, fastai {fastai.__version__}; "
           f"{os.cpu_count()} CPU cores, flags: {' '.join(f for f,on in cpu_flags().items() if on) or 'none of avx2, avx512f, avx512_bf16, amx'}; "

@@ -20,7 +20,8 @@ from fastai.vision.all import *
 from fastai.vision import learner as fastai_learner
 from fastcore.xtras import modified_env
 from fastlessons.datasets import digits_dataset
-from fastlessons.training import (image_datablock, train_classifier, cpu_flags, cpu_fast_bf16, resolve_arch,
+from fastlessons.core import cpu_flags, cpu_fast_bf16
+from fastlessons.training import (image_datablock, train_classifier, resolve_arch,
                                   vision_learner, CPUFastPath)
 
 class Timer(Callback):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from .core import atomic_write, arch_name   # first: it sets how torch's threads wait, before torch is imported
 import io, os, sys, gc, time, json, math, platform, warnings, contextlib
 from pathlib import Path
-from fastcore.script import call_parse, is_cli
 
 # %% auto #0
 __all__ = ['n_params', 'time_models', 'time_inference', 'fit_timer', 'cpu_name', 'comparison_context', 'compare_models',
@@ -84,7 +83,7 @@ def cpu_name()->str:
 def comparison_context()->dict:
     "The machine the timings come from: CPU, its flags, threads, and the versions of torch, timm and fastai."
     import torch, timm, fastai
-    from fastlessons.training import cpu_flags
+    from fastlessons.core import cpu_flags
     return dict(cpu=cpu_name(), cpu_flags=[k for k,v in cpu_flags().items() if v], cores=os.cpu_count(),
                 threads=torch.get_num_threads(), torch=torch.__version__, timm=timm.__version__, fastai=fastai.__version__)
 

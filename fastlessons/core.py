@@ -12,7 +12,8 @@ import os, json, hashlib, tempfile
 
 # %% auto #0
 __all__ = ['atomic_write', 'clean_partials', 'unique_dest', 'move_noclobber', 'append_jsonl', 'read_jsonl', 'file_sha256',
-           'arch_name', 'url_reachable', 'have_internet']
+           'arch_name', 'url_reachable', 'have_internet', 'cpu_flags', 'cpu_fast_bf16', 'is_cli', 'command',
+           'widget_data']
 
 # %% ../nbs/api/00_core.ipynb #b8331197
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -123,3 +124,78 @@ def have_internet(url:str='https://duckduckgo.com', # An address on the internet
                  )->bool:
     "Whether the internet can be reached right now (by default: whether DuckDuckGo answers)."
     return url_reachable(url, timeout)
+
+# %% ../nbs/api/00_core.ipynb #964c9f82
+def cpu_flags(wanted=('avx2','avx512f','avx512_bf16','amx_tile','amx_bf16'), # Flags to look for
+             )->dict: # flag -> present
+    "Which of the `wanted` instruction-set flags this CPU has, from `/proc/cpuinfo` (all False where that does not exist)."
+    try: flags = set(next(l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('flags')).split(':',1)[1].split())
+    except (OSError, StopIteration): flags = set()
+    return {f: f in flags for f in wanted}
+
+# %% ../nbs/api/00_core.ipynb #4f2b9108
+def cpu_fast_bf16()->bool:
+    "Whether the CPU fast path uses bfloat16: `FASTLESSONS_CPU_BF16` (`0` or `1`) if set, else whether the CPU has AVX512-BF16 or AMX."
+    v = os.environ.get('FASTLESSONS_CPU_BF16', '').strip()
+    if v: 
+        if v not in ('0', '1'): raise ValueError(f"FASTLESSONS_CPU_BF16 must be 0 or 1, not {v!r}")
+        return v == '1'
+    fl = cpu_flags()
+    return fl['avx512_bf16'] or fl['amx_bf16']
+
+# %% ../nbs/api/00_core.ipynb #73bde16f
+import argparse, contextvars, inspect, sys
+_cli_func = contextvars.ContextVar('fastlessons_cli_func', default=None)
+
+def is_cli(func=None # A command; `None`: any
+          )->bool:
+    "Whether `func` (or any command) is running as a console command, rather than called from Python."
+    f = _cli_func.get()
+    return f is not None if func is None else f is func
+
+def _parser(func, prog:str)->argparse.ArgumentParser:
+    "An `ArgumentParser` for `func`, from its signature and its docments."
+    from fastcore.docments import docments
+    p = argparse.ArgumentParser(prog=prog, description=func.__doc__)
+    docs,params = docments(func, full=True, returns=False, eval_str=True),inspect.signature(func).parameters
+    for k,prm in params.items():
+        if prm.kind is prm.VAR_KEYWORD: continue
+        d = docs[k]
+        anno = next((a for a in getattr(d.anno, '__args__', ()) if a is not type(None)), d.anno)  # `int|None`: int
+        typ = anno if anno in (str, int, float) else None
+        hlp = d.docment or ''
+        if prm.kind is prm.VAR_POSITIONAL: p.add_argument(k, nargs='*', type=typ or str, help=hlp)
+        elif prm.default is prm.empty: p.add_argument(k, type=typ or str, help=hlp)
+        elif anno is bool: p.add_argument('--'+k.replace('_', '-'), dest=k, action='store_true', help=hlp)
+        else: p.add_argument('--'+k.replace('_', '-'), dest=k, type=typ or str, default=prm.default,
+                             help=hlp + (f" (default: {prm.default})" if prm.default is not None else ''))
+    return p
+
+def command(func):
+    "Give `func` a `main(argv=None)` that runs it as a console command with the arguments on the command line."
+    def main(argv:list|None=None)->int|None: # The exit status, for `sys.exit`
+        params = inspect.signature(func).parameters
+        ns = vars(_parser(func, Path(sys.argv[0]).name or func.__name__).parse_args(argv))
+        args = [a for k,prm in params.items() if k in ns and prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD) and prm.default is prm.empty
+                for a in [ns.pop(k)]]
+        args += next((ns.pop(k) for k,prm in params.items() if prm.kind is prm.VAR_POSITIONAL), [])
+        tok = _cli_func.set(func)
+        try: res = func(*args, **ns)
+        finally: _cli_func.reset(tok)
+        return res if isinstance(res, int) else None
+    func.main = main
+    return func
+
+# %% ../nbs/api/00_core.ipynb #b1a47b38
+def widget_data(w, # An ipywidgets widget
+                **kwargs, # Passed on by IPython's display
+               )->dict: # MIME type -> data: the widget's view and its text
+    "The display data of widget `w`, on ipywidgets 8 (`_repr_mimebundle_`) and on ipywidgets 7 (what its `_ipython_display_` shows)."
+    from ipywidgets import Widget
+    if (f := getattr(Widget, '_repr_mimebundle_', None)) is not None: return f(w, **kwargs)   # ipywidgets 8; not a subclass's override
+    text = repr(w)
+    data = {'text/plain': text[:110] + '…' if len(text) > 110 else text}
+    if w._view_name is not None:
+        data['application/vnd.jupyter.widget-view+json'] = {'version_major': 2, 'version_minor': 0, 'model_id': w._model_id}
+        w._handle_displayed(**kwargs)
+    return data

@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/training.html.md"""
 
 # %% ../nbs/api/03_training.ipynb #80c8c4d5
 from __future__ import annotations
-from .core import atomic_write, arch_name, url_reachable   # first: it sets how torch's threads wait, before torch is imported
+from .core import atomic_write, arch_name, url_reachable, cpu_fast_bf16   # first: it sets how torch's threads wait, before torch is imported
 from pathlib import Path
 import os, io, math, time, difflib, tempfile, contextlib, urllib.request, urllib.error
 from urllib.parse import urlparse
@@ -15,10 +15,10 @@ from fastai.vision import learner as fastai_learner
 from fastai.distributed import DistributedDL, DistributedTrainer
 
 # %% auto #0
-__all__ = ['image_datablock', 'resolve_arch', 'timm_name', 'weights_location', 'pretrained_source', 'vision_learner', 'cpu_flags',
-           'cpu_fast_bf16', 'CPUFastPath', 'scratch_bs', 'check_dataset', 'data_size', 'scratch_size', 'scratch_epochs',
-           'auto_bs', 'launched', 'init_distributed', 'from_rank0', 'batches_per_process', 'DistributedFit',
-           'single_process', 'RecordTraining', 'train_classifier', 'interpret_classifier']
+__all__ = ['image_datablock', 'resolve_arch', 'timm_name', 'weights_location', 'pretrained_source', 'vision_learner',
+           'CPUFastPath', 'scratch_bs', 'check_dataset', 'data_size', 'scratch_size', 'scratch_epochs', 'auto_bs',
+           'launched', 'init_distributed', 'from_rank0', 'batches_per_process', 'DistributedFit', 'single_process',
+           'RecordTraining', 'train_classifier', 'interpret_classifier']
 
 # %% ../nbs/api/03_training.ipynb #9660c8ec
 def image_datablock(size:int=192, # Images are squished to `size`×`size` pixels
@@ -139,19 +139,6 @@ def vision_learner(dls, arch, normalize=True, n_out=None, pretrained=True, weigh
         learn = fastai_learner.vision_learner(dls, arch, normalize=normalize, n_out=n_out, pretrained=False, weights=weights, **kwargs)
     learn.trained_from = 'pretrained' if use_pre else 'scratch'
     return learn
-
-# %% ../nbs/api/03_training.ipynb #42ec01a6
-def cpu_flags(wanted=('avx2','avx512f','avx512_bf16','amx_tile','amx_bf16'), # Flags to look for
-             )->dict: # flag -> present
-    "Which of the `wanted` instruction-set flags this CPU has, from `/proc/cpuinfo` (all False where that does not exist)."
-    try: flags = set(next(l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('flags')).split(':',1)[1].split())
-    except (OSError, StopIteration): flags = set()
-    return {f: f in flags for f in wanted}
-
-def cpu_fast_bf16()->bool:
-    "Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), so that bf16 autocast pays off."
-    fl = cpu_flags()
-    return fl['avx512_bf16'] or fl['amx_bf16']
 
 # %% ../nbs/api/03_training.ipynb #557c1bac
 class CPUFastPath(Callback):
