@@ -26,6 +26,7 @@ with warnings.catch_warnings():  # fastai's own use of `torch.jit.script` warns 
     from fastlessons.gradient import *
     from fastlessons.bias import *
     from fastlessons.compare import *
+    from fastlessons.doctor import doctor, doctor_summary   # the preflight; its building blocks (`check`, `report`, …) stay in their module
 
 # %% ../nbs/api/all.ipynb #84f7754b
 _mods = (core, images, datasets, training, cleaning, inference, onnx, app, gradient, bias, compare)

@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/cleaning.html.md"""
 
 # %% ../nbs/api/04_cleaning.ipynb #58e9add4
 from __future__ import annotations
-from .core import unique_dest, move_noclobber, file_sha256, append_jsonl, read_jsonl   # first: it sets how torch's threads wait, before torch is imported
+from .core import unique_dest, move_noclobber, file_sha256, append_jsonl, read_jsonl, widget_data   # first: it sets how torch's threads wait, before torch is imported
 from pathlib import Path
 from typing import NamedTuple
 from functools import partial
@@ -365,7 +365,7 @@ def _repr_html_(self:ImageClassifierCleaner):
 @patch
 def _repr_mimebundle_(self:ImageClassifierCleaner, include=None, exclude=None, **kwargs):
     "The widget, with a static HTML picture of it and a one-line summary."
-    data = self.widget._repr_mimebundle_(**kwargs)
+    data = widget_data(self.widget, **kwargs)
     data['text/html'] = self._repr_html_()
     data['text/plain'] = f"ImageClassifierCleaner({self.dd_cats.value}, {self.dd_ds.value}: {len(self.iw.fns)} images; {len(self.marks)} marked)"
     return data

@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/gradient.html.md"""
 
 # %% ../nbs/api/06_gradient.ipynb #1514ca1c
 from __future__ import annotations
-from . import core   # first: it sets how torch's threads wait, before torch is imported
+from .core import widget_data   # first: it sets how torch's threads wait, before torch is imported
 from functools import partial
 from contextlib import contextmanager
 import base64, io, warnings
@@ -183,8 +183,9 @@ class FunctionSliders(interactive):
         self.text.value = '' if loss is None else f"{self.loss_func.__name__.upper()}: {loss:.2f}"
         return loss
 
+    _ipython_display_ = None  # ipywidgets 7 displays a widget through this; here `_repr_mimebundle_` does, adding the picture
     def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
+        data = widget_data(self, **kwargs)
         if self.image.value: data['image/png'] = base64.b64encode(self.image.value).decode()
         return data
 

@@ -1,0 +1,133 @@
+"""Test harness: environments as learners have them -- a plain `pip install`, Colab's and Kaggle's preinstalled
+versions -- and notebooks run in them through a Jupyter kernel of that environment.
+
+Not part of the `fastlessons` package: `nbs/tests/platforms.ipynb` imports it, and explains and tests each helper."""
+
+from __future__ import annotations
+import os, re, sys, json, shutil, tempfile, subprocess
+from pathlib import Path
+
+__all__ = ['PLATFORMS', 'KEPT', 'read_pins', 'canon', 'make_venv', 'pip', 'installed', 'changed', 'build_wheel',
+           'kernel_env', 'fake_platform', 'code_cells', 'run_notebook']
+
+PLATFORMS = Path(__file__).parent/'platforms'   # colab.txt, kaggle.txt: the versions each preinstalls
+KEPT = ['torch', 'torchvision', 'fastai', 'fastcore', 'numpy', 'pillow', 'ipywidgets', 'ipython', 'ipykernel']  # what installing fastlessons must not change
+
+def canon(name:str)->str:
+    "A package name as pip compares them: lower case, runs of `-`, `_`, `.` as one `-`."
+    return re.sub(r'[-_.]+', '-', name).lower()
+
+def read_pins(fn)->dict:
+    "The `name==version` lines of a requirements file, as `{canonical name: version}`."
+    pins = {}
+    for line in Path(fn).read_text().splitlines():
+        line = line.split('#', 1)[0].strip()
+        if not line: continue
+        m = re.fullmatch(r'([A-Za-z0-9_.-]+)==([^\s;]+)', line)
+        if not m: raise ValueError(f"{fn}: not a `name==version` line: {line!r}")
+        pins[canon(m[1])] = m[2]
+    return pins
+
+def _bin(venv:Path)->Path: return Path(venv)/('Scripts' if os.name == 'nt' else 'bin')
+
+def make_venv(folder, # Folder to create the environment in
+              python:str=sys.executable, # The Python to make it from
+             )->Path: # The environment's `python`
+    "A new, empty virtual environment with pip."
+    subprocess.run([python, '-m', 'venv', str(folder)], check=True, capture_output=True, text=True, timeout=300)
+    return _bin(folder)/('python.exe' if os.name == 'nt' else 'python')
+
+def pip(py, # The environment's `python`
+        *args:str, # pip's arguments, e.g. `'install', '-r', 'colab.txt'`
+        timeout:float=1800, # Seconds before the install is given up on
+        env:dict|None=None, # Extra environment variables
+       )->str: # pip's output
+    "Run pip in the environment of `py`; a failure raises with the end of pip's output."
+    r = subprocess.run([str(py), '-m', 'pip', *args], capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, 'PIP_DISABLE_PIP_VERSION_CHECK': '1', **(env or {})})
+    if r.returncode: raise RuntimeError(f"pip {' '.join(args)} failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
+    return r.stdout
+
+def installed(py)->dict:
+    "Every distribution installed in the environment of `py`, as `{canonical name: version}`."
+    code = "import json, importlib.metadata as m; print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+    out = subprocess.run([str(py), '-c', code], capture_output=True, text=True, check=True, timeout=120).stdout
+    return {canon(k): v for k,v in json.loads(out).items()}
+
+def changed(before:dict, after:dict, names=KEPT)->dict:
+    "`{name: (before, after)}` for each of `names` whose installed version is not the same in `after`."
+    return {n: (before.get(canon(n)), after.get(canon(n))) for n in names if before.get(canon(n)) != after.get(canon(n))}
+
+def build_wheel(src, # The project's folder
+                dest, # Folder to write the wheel into
+               )->Path: # The wheel
+    "Build the project's wheel, as a release does (no dependencies bundled)."
+    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-w', str(dest), str(src)],
+                   check=True, capture_output=True, text=True, timeout=600)
+    whl, = dest.glob('fastlessons-*.whl')
+    return whl
+
+def kernel_env(py, # The environment's `python`
+               **extra:str, # More variables for the kernel
+              )->dict:
+    "The environment variables of a kernel in the environment of `py`: its `bin` first on the `PATH`, and no other virtual environment."
+    env = {k:v for k,v in os.environ.items() if k not in ('VIRTUAL_ENV', 'PYTHONPATH', 'PYTHONHOME', 'JUPYTER_PATH')}
+    env['PATH'] = os.pathsep.join([str(Path(py).parent), env.get('PATH', '')])
+    env['VIRTUAL_ENV'] = str(Path(py).parent.parent)
+    return {**env, 'PYDEVD_DISABLE_FILE_VALIDATION': '1', **extra}
+
+def fake_platform(name:str, # 'colab', 'kaggle' or 'local'
+                  ipython_dir, # A new folder for the kernel's IPython profile
+                 )->dict: # Environment variables for the kernel
+    "What a kernel on Colab or Kaggle can see of where it runs: Kaggle's `KAGGLE_KERNEL_RUN_TYPE`, or Colab's `google.colab` module, imported at start-up."
+    startup = Path(ipython_dir)/'profile_default'/'startup'; startup.mkdir(parents=True, exist_ok=True)
+    if name == 'colab':   # Colab's kernel imports its `google.colab` package when it starts
+        pkg = Path(ipython_dir)/'colab_site'/'google'/'colab'; pkg.mkdir(parents=True, exist_ok=True)   # `google`: a namespace package, beside protobuf's
+        (pkg/'__init__.py').write_text('"A stand-in for Colab\'s own package: only its name is used."\n')
+        (startup/'00-colab.py').write_text(f"import sys\nsys.path.append({str(pkg.parent.parent)!r})\nimport google.colab\n")
+        return {'IPYTHONDIR': str(ipython_dir), 'COLAB_RELEASE_TAG': 'fastlessons-test'}
+    if name == 'kaggle': return {'IPYTHONDIR': str(ipython_dir), 'KAGGLE_KERNEL_RUN_TYPE': 'Interactive'}
+    return {'IPYTHONDIR': str(ipython_dir)}
+
+_DIRECTIVE = re.compile(r'^#\|\s*(.*?)\s*$')
+
+def _directives(src:str)->list:
+    "The `#| ...` lines at the top of a cell, without the `#|`."
+    res = []
+    for line in src.splitlines():
+        if not (m := _DIRECTIVE.match(line)): break
+        res.append(m[1])
+    return res
+
+def code_cells(nb:dict, # A notebook, as `nbformat` reads it
+               skip=('live', 'slow', 'notest', 'browser'), # Cells with any of these flags are left out, as `nbdev-test` does
+              )->list: # The code cells that run, in order
+    "The code cells of `nb` that a test run executes: not those flagged in `skip`, nor `eval: false`."
+    def runs(c):
+        d = _directives(c.source)
+        return not any(x in skip for x in d) and not any(re.fullmatch(r'eval:\s*false', x) for x in d)
+    return [c for c in nb.cells if c.cell_type == 'code' and runs(c)]
+
+def run_notebook(fn, # The notebook
+                 py, # The `python` of the environment the kernel runs in
+                 cwd, # Folder it runs in (lessons write beside themselves)
+                 env:dict|None=None, # The kernel's environment variables; default `kernel_env(py)`
+                 skip=('live', 'slow', 'notest', 'browser'), # Flags of cells to leave out
+                 timeout:int=600, # Seconds any one cell may take
+                ):
+    "Execute `fn` top to bottom in a Jupyter kernel running in the environment of `py`; the notebook with its outputs, or `CellExecutionError`."
+    import nbformat
+    from nbclient import NotebookClient
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    nb = nbformat.read(str(fn), as_version=4)
+    nb.cells = code_cells(nb, skip)
+    with tempfile.TemporaryDirectory() as kdir:
+        spec = Path(kdir)/'platform'; spec.mkdir()
+        (spec/'kernel.json').write_text(json.dumps(dict(argv=[str(py), '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
+                                                        display_name='platform', language='python')))
+        km = KernelManager(kernel_name='platform', kernel_spec_manager=KernelSpecManager(kernel_dirs=[kdir]))
+        client = NotebookClient(nb, km=km, timeout=timeout, startup_timeout=120, resources={'metadata': {'path': str(cwd)}})
+        client.execute(env=env or kernel_env(py), cwd=str(cwd))
+    return nb
