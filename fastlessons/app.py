@@ -6,15 +6,15 @@ Docs: https://fastai.github.io/fastlessons/api/app.html.md"""
 
 # %% ../nbs/api/09_app.ipynb #9695d6df
 from __future__ import annotations
-import os, io, re, sys, json, base64, shutil, warnings, tempfile
+import os, io, re, sys, json, time, base64, shutil, signal, socket, platform, warnings, tempfile, subprocess
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'IMAGE_EXTS', 'MAX_UPLOAD', 'APP_PY', 'to_mode', 'ImageError', 'read_image', 'fastai_resize',
-           'Classifier', 'load_classifier', 'image_input', 'example_files', 'make_app', 'serve', 'app_preview',
-           'write_space', 'export_app']
+__all__ = ['MAX_PIXELS', 'IMAGE_EXTS', 'MAX_UPLOAD', 'APP_PY', 'APP_PACKAGES', 'LFS_LIMIT', 'to_mode', 'ImageError', 'read_image',
+           'fastai_resize', 'Classifier', 'load_classifier', 'image_input', 'example_files', 'make_app', 'serve',
+           'app_preview', 'space_versions', 'write_space', 'check_space', 'export_app']
 
 # %% ../nbs/api/09_app.ipynb #b8c900f7
 _16BIT = {'I;16', 'I;16L', 'I;16B', 'I;16N', 'I'}
@@ -196,7 +196,7 @@ def make_app(model='model.onnx', # The `.onnx` file, or a `Classifier`
     return gr.Interface(fn=classify_image, inputs=image_input(), outputs=gr.Label(num_top_classes=min(5, len(v))), examples=exs or None,
                         title=title or (' or '.join(v) + '?' if len(v) <= 4 else 'What is in this image?'),
                         description=f"Upload an image: the model says which of its {len(v)} classes it shows, and how sure it is.",
-                        flagging_mode='never', delete_cache=(3600, 3600))
+                        flagging_mode='never', delete_cache=(3600, 3600), api_name='classify_image')
 
 # %% ../nbs/api/09_app.ipynb #cd39fc1a
 MAX_UPLOAD = '50mb'
@@ -246,31 +246,67 @@ here = Path(__file__).parent
 demo = make_app(here/'model.onnx', examples=here/'examples')
 if __name__ == '__main__': serve(demo)
 '''
+APP_PACKAGES = ('gradio', 'onnxruntime', 'numpy', 'pillow')   # what this module imports, as pip names them: the Space's requirements
 
 def _runtime_file()->Path:
     "This module's file — the exported module also when these functions were defined in its notebook."
     import importlib.util
     return Path(importlib.util.find_spec('fastlessons.app').origin)
 
-def _requirements()->str:
-    "The Space's dependencies: what `fastlessons.app` imports, with the lowest versions it is known to work with."
-    return "gradio>=6\nonnxruntime>=1.18\nnumpy\npillow>=10\n"
+def _installed_version(name:str)->str|None:
+    "The installed version of the package `name` (as pip names it); `None` when it is not installed."
+    from importlib.metadata import version, PackageNotFoundError
+    try: return version(name)
+    except PackageNotFoundError: return None
+
+def space_versions(spec:dict, # A model's description (`Classifier.spec`), whose `made_with` says what it was made with
+                  )->tuple: # `(versions, from_here)`: the versions of Python and of `APP_PACKAGES`, and the names the model did not record
+    "What a Space for this model runs on: the versions the model was made with, else (for a model that does not record them) this environment's."
+    rec,vs,here = spec.get('made_with') or {},{},[]
+    for k in ('python', *APP_PACKAGES):
+        vs[k] = rec.get(k)
+        if not vs[k]:
+            here.append(k)
+            vs[k] = platform.python_version() if k == 'python' else _installed_version(k)
+            if not vs[k]: raise ValueError(f"cannot pin {k} for the Space: the model does not record its version and it is not installed here; install it (`pip install {k}`)")
+    return vs, here
+
+def _requirements(vs:dict)->str:
+    "The Space's `requirements.txt`: what `fastlessons.app` imports, each at exactly the version in `vs`."
+    return ''.join(f"{p}=={vs[p]}\n" for p in APP_PACKAGES)
 
 # %% ../nbs/api/09_app.ipynb #69253148
-def _readme(clf, title, n_examples, folder)->str:
-    from importlib.metadata import version
+def _front_matter(text:str)->str|None:
+    "The YAML between the two `---` lines that start `text`; `None` when it does not start with them."
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != '---': return None
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() in ('---', '...')), None)
+    return None if end is None else '\n'.join(lines[1:end])
+
+def _versions_text(vs, here)->str:
+    "The README's paragraph on where the pinned versions come from."
+    pins = ', '.join(f"{p} {vs[p]}" for p in APP_PACKAGES)
+    src = ("They are the versions the model was exported and checked with, as `model.onnx` records them." if not here else
+           "`model.onnx` does not record the versions it was made with (it was exported by an older fastlessons), so they are those of the environment that wrote this Space." if len(here) == 1+len(APP_PACKAGES) else
+           f"They are the versions the model was exported and checked with, as `model.onnx` records them, except {', '.join(here)}, which it does not record: {'that is' if len(here)==1 else 'those are'} this environment's.")
+    return (f"The Space runs on Python {'.'.join(vs['python'].split('.')[:2])} (`python_version`) and Gradio {vs['gradio']} (`sdk_version`: Hugging Face installs Gradio from it, "
+            f"not from `requirements.txt`), and `requirements.txt` pins exactly {pins}, so that it keeps working when these packages move on. {src}")
+
+def _readme(clf, title, n_examples, folder, vs, here)->str:
     s = clf.spec
     front = ['---', f"title: {json.dumps(title)}", 'emoji: 🔎', 'colorFrom: blue', 'colorTo: green', 'sdk: gradio',
-             f"sdk_version: {version('gradio')}", 'app_file: app.py', 'pinned: false',
+             f"sdk_version: {vs['gradio']}", f"python_version: \"{'.'.join(vs['python'].split('.')[:2])}\"", 'app_file: app.py', 'pinned: false',
              f"short_description: {json.dumps(('Image classifier: ' + ', '.join(clf.vocab))[:60])}", '---']
     body = f"""
 # {title}
 
-An image classifier ({s.get('arch')}, {'trained from scratch' if s.get('trained_from')=='scratch' else 'fine-tuned'} with fastai) for the classes {', '.join(f'`{v}`' for v in clf.vocab)}. Upload an image to see the probability of each class{f'; or try one of the {n_examples} examples' if n_examples else ''}.
+An image classifier ({s.get('arch')}, {'trained from scratch' if s.get('trained_from')=='scratch' else 'fine-tuned'} with fastai) for the classes {', '.join(f'`{v}`' for v in clf.vocab)}. Upload an image to see the probability of each class{'; or try the example' if n_examples == 1 else f'; or try one of the {n_examples} examples' if n_examples else ''}.
 
 The model is `model.onnx`: an ONNX graph, with no code in it, run by onnxruntime. `fastlessons/app.py` opens and resizes images exactly as fastai does ({s['mode']}, {s['method']} to {s['size'][0]}×{s['size'][1]} pixels) — so the answers are those of the fastai learner — and builds the Gradio page. No torch and no fastai are installed.
 
-Run it on your computer: `pip install -r requirements.txt`, then `python app.py`.
+{_versions_text(vs, here)}
+
+Run it on your computer: `pip install -r requirements.txt` (in a new virtual environment), then `python app.py`. Check the Space before uploading it — its settings, requirements and large files, then the app answering for an example — in this folder with `python -c "from fastlessons.app import check_space; print('\\n'.join(check_space('.')) or 'no problems')"`.
 
 ## Upload it to Hugging Face
 
@@ -282,7 +318,7 @@ repo = create_repo('YOUR-NAME/{re.sub(r'[^A-Za-z0-9._-]+', '-', title).strip('-'
 upload_folder(folder_path='.', repo_id=repo.repo_id, repo_type='space', ignore_patterns=['*__pycache__*', '.gradio*'])
 ```
 
-Or with git, as in the course: create the Space on huggingface.co (SDK: Gradio), then, in the folder that holds this one, with [Git LFS](https://git-lfs.com) installed (`.gitattributes` sends the model and the images through it: Hugging Face refuses files over 10 MB, and binary files, pushed without it):
+Or with git, as in the course: create the Space on huggingface.co (SDK: Gradio), then, in the folder that holds this one, with [Git LFS](https://git-lfs.com) installed (`.gitattributes` sends the model, the images and any other file over 10 MB through it: Hugging Face refuses files over 10 MB, and binary files, pushed without it):
 
 ```sh
 git lfs install
@@ -294,16 +330,70 @@ cd SPACE-NAME && git add . && git commit -m "Image classifier" && git push
     return '\n'.join(front) + '\n' + body
 
 # %% ../nbs/api/09_app.ipynb #2edf2e25
-_GITATTRIBUTES = ''.join(f"*{e} filter=lfs diff=lfs merge=lfs -text\n" for e in ['.onnx', *sorted(IMAGE_EXTS)])
+LFS_LIMIT = 10_000_000   # bytes: Hugging Face refuses a larger file pushed without Git LFS
+_LFS = 'filter=lfs diff=lfs merge=lfs -text'
+_GITATTRIBUTES = ''.join(f"*{e} {_LFS}\n" for e in ['.onnx', *sorted(IMAGE_EXTS)])
 _GITIGNORE = '__pycache__/\n.gradio/\n'   # what running the app locally leaves: compiled Python, Gradio's cache and flags
 
+def _glob_re(pat:str)->re.Pattern:
+    "git's pattern `pat` (of `.gitattributes` or `.gitignore`) as a regular expression on a path relative to the folder, with `/`."
+    anchored,pat,out,i = '/' in pat.rstrip('/'),pat.strip('/'),'',0
+    while i < len(pat):
+        c = pat[i]
+        if pat.startswith('**/', i): out,i = out + '(?:.*/)?',i+3; continue
+        if pat.startswith('**', i): out,i = out + '.*',i+2; continue
+        if pat.startswith('[[:space:]]', i): out,i = out + r'\s',i+11; continue   # how a pattern names a space, which would end it
+        if c == '[' and (j := pat.find(']', i+2)) > 0:   # a set of characters; a `]` right after `[` is one of them
+            body = pat[i+1:j]
+            out += '[' + ('^' + body[1:] if body[0] in '!^' else body).replace('\\', '\\\\') + ']'; i = j+1; continue
+        out += '[^/]*' if c == '*' else '[^/]' if c == '?' else re.escape(pat[i+1] if c == '\\' and i+1 < len(pat) else c)
+        i += 2 if c == '\\' else 1
+    return re.compile(('' if anchored else '(?:.*/)?') + out + r'\Z')
+
+def _git_path(rel:str)->str:
+    "A pattern for exactly the file `rel` (a path from the top of the folder), as `.gitattributes` takes it: special characters escaped, and a space, which would end the pattern, as `[[:space:]]`."
+    return '/' + ''.join('[[:space:]]' if c.isspace() else '\\' + c if c in '*?[]\\' else c for c in rel)
+
+def _lfs_rules(text:str)->list:
+    "`(pattern, sends through LFS)` for each line of a `.gitattributes` that sets or unsets `filter`."
+    rules = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or parts[0].startswith(('#', '[attr]')): continue
+        for a in parts[1:]:
+            if a == 'filter=lfs': rules.append((_glob_re(parts[0]), True))
+            elif a.startswith(('filter=', '-filter', '!filter')): rules.append((_glob_re(parts[0]), False))
+    return rules
+
+def _lfs_tracked(rel:str, rules:list)->bool:
+    "Whether `.gitattributes`' `rules` send the file `rel` through Git LFS: the last line that matches decides."
+    return next((lfs for rx,lfs in reversed(rules) if rx.match(rel)), False)
+
+def _space_files(folder:Path)->dict:
+    "The files git would see in `folder`, by path relative to it: not `.git`, nor what its `.gitignore` names (roughly as git reads it)."
+    gi = folder/'.gitignore'
+    ignore = [_glob_re(l.strip()) for l in (gi.read_text(errors='replace').splitlines() if gi.is_file() else []) if l.strip() and not l.startswith(('#', '!'))]
+    out = {}
+    for f in sorted(folder.rglob('*')):
+        rel = f.relative_to(folder).as_posix()
+        parts = rel.split('/')
+        subs = ['/'.join(parts[:k]) for k in range(1, len(parts)+1)]   # the file and each folder above it
+        if f.is_file() and parts[0] != '.git' and not any(rx.match(s) for rx in ignore for s in subs): out[rel] = f
+    return out
+
+def _gitattributes(folder:Path)->str:
+    "`.gitattributes` for the Space in `folder`: the model and images through Git LFS, and by name each other file over `LFS_LIMIT`."
+    rules = _lfs_rules(_GITATTRIBUTES)
+    big = [r for r,f in _space_files(folder).items() if f.stat().st_size > LFS_LIMIT and not _lfs_tracked(r, rules)]
+    return _GITATTRIBUTES + ''.join(f"{_git_path(r)} {_LFS}\n" for r in big)
+
 def _copy_examples(examples, dest:Path)->int:
-    "Copy the example images that `read_image` accepts into `dest`; how many."
+    "Copy the example images that `read_image` accepts into `dest`, with lower-case extensions (which `.gitattributes` names); how many."
     files = [Path(f) for f in (examples if isinstance(examples, (list, tuple)) else example_files(examples) if examples else [])]
     dest.mkdir()
     for i,f in enumerate(files):
         read_image(f)   # an example that is not a usable image is an error here, not in the Space
-        shutil.copy(f, dest/f"{i:02d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', f.name)}")
+        shutil.copy(f, dest/f"{i:02d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', f.stem + f.suffix.lower())}")
     return len(files)
 
 # %% ../nbs/api/09_app.ipynb #6d6634b4
@@ -314,12 +404,13 @@ def write_space(model, # The `.onnx` file from `export_onnx`
                 title:str|None=None, # The Space's title; by default the classes, e.g. "3 or 7?"
                 overwrite:bool=False, # Replace `dest` if it is a Space written by `write_space`
                )->Path: # `dest`
-    "Write a Hugging Face Space for the classifier in `model`: app, runtime, model, examples, requirements and README."
+    "Write a Hugging Face Space for the classifier in `model`: app, runtime, model, examples, requirements pinned to what the model was made with, and README."
     dest,clf = Path(dest),load_classifier(model)
     if dest.exists() and not (overwrite and (dest/'fastlessons'/'app.py').is_file() and (dest/'app.py').is_file()):
         raise FileExistsError(f"{dest} already exists; give a new folder for the Space" + (" (it is not a Space written by write_space)" if overwrite else ''))
     title = title or (' or '.join(clf.vocab) + '?' if len(clf.vocab) <= 4 else 'Image classifier')
     app_src = APP_PY if app is None else Path(app).read_text()
+    vs,here = space_versions(clf.spec)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.{dest.name}-'))
     try:
@@ -328,8 +419,9 @@ def write_space(model, # The `.onnx` file from `export_onnx`
         shutil.copy(_runtime_file(), tmp/'fastlessons'/'app.py')
         shutil.copy(model, tmp/'model.onnx')
         n = _copy_examples(examples, tmp/'examples')
-        for name,text in [('app.py', app_src), ('requirements.txt', _requirements()), ('README.md', _readme(clf, title, n, dest.name)), ('.gitattributes', _GITATTRIBUTES), ('.gitignore', _GITIGNORE)]:
+        for name,text in [('app.py', app_src), ('requirements.txt', _requirements(vs)), ('README.md', _readme(clf, title, n, dest.name, vs, here)), ('.gitignore', _GITIGNORE)]:
             (tmp/name).write_text(text, encoding='utf-8')
+        (tmp/'.gitattributes').write_text(_gitattributes(tmp), encoding='utf-8')   # last: it names the large files
         old = None
         if dest.exists(): old = dest.rename(dest.parent/f'{tmp.name}-old')   # `overwrite`: moved aside, removed once the new one is in place
         os.rename(tmp, dest)
@@ -338,37 +430,245 @@ def write_space(model, # The `.onnx` file from `export_onnx`
     if old is not None: shutil.rmtree(old)
     return dest
 
+# %% ../nbs/api/09_app.ipynb #9fe640ad
+_FULL_VERSION,_PY_VERSION = re.compile(r'\d+\.\d+\.\d+'),re.compile(r'3\.\d+(\.\d+)?')
+
+def _check_readme(folder:Path)->tuple: # `(problems, settings)`
+    "Check the settings at the top of the Space's `README.md`, which Hugging Face reads to run it."
+    import yaml
+    fn,g,py = folder/'README.md',_installed_version('gradio') or '6.0.0','.'.join(platform.python_version_tuple()[:2])
+    if not fn.is_file(): return ["README.md is missing: a Space needs one that starts with its settings as YAML front matter (title, sdk, sdk_version, app_file, python_version); write_space writes it"], {}
+    y = _front_matter(fn.read_text(encoding='utf-8-sig', errors='replace'))
+    if y is None: return ["README.md does not start with YAML front matter: its first line must be `---`, then the Space's settings (title, sdk: gradio, sdk_version, app_file, python_version), then another `---` line"], {}
+    try: fm = yaml.safe_load(y)
+    except yaml.YAMLError as e: return [f"README.md's front matter is not valid YAML ({' '.join(str(e).split())}): correct it"], {}
+    if not isinstance(fm, dict): return ["README.md's front matter is not a list of settings (`key: value` lines): write the Space's settings there"], {}
+    out,sv,af,pv = [],fm.get('sdk_version'),fm.get('app_file'),fm.get('python_version')
+    if not fm.get('title'): out.append("README.md's front matter has no `title`: add one, e.g. `title: \"3 or 7?\"`")
+    if fm.get('sdk') != 'gradio': out.append(f"README.md's front matter has `sdk: {fm['sdk']}`: this app is a Gradio app, so write `sdk: gradio`" if 'sdk' in fm else "README.md's front matter has no `sdk`: add `sdk: gradio`")
+    if sv is None: out.append(f"README.md's front matter has no `sdk_version`: add the full version of Gradio the app runs on, e.g. `sdk_version: {g}`")
+    elif not (isinstance(sv, str) and _FULL_VERSION.fullmatch(sv)):
+        out.append(f"README.md's front matter has `sdk_version: {sv}`, not a full version: Hugging Face needs all three numbers of the Gradio version, e.g. `sdk_version: {g}`")
+    if not af: out.append("README.md's front matter has no `app_file`: add `app_file: app.py`")
+    elif not (folder/str(af)).is_file(): out.append(f"README.md's front matter has `app_file: {af}`, which is not in the Space: add that file, or name the app's file")
+    if pv is None: out.append(f"README.md's front matter has no `python_version`: add the Python the app was made with, quoted, e.g. `python_version: \"{py}\"`")
+    elif not (isinstance(pv, str) and _PY_VERSION.fullmatch(pv)):
+        out.append(f"README.md's front matter has `python_version: {pv}`, which is not a Python version in quotes{' (YAML reads 3.10 as the number 3.1)' if isinstance(pv, float) else ''}: write it as a string, e.g. `python_version: \"{py}\"`")
+    return out, fm
+
+# %% ../nbs/api/09_app.ipynb #62785328
+def _canon(name:str)->str: return re.sub(r'[-_.]+', '-', name).lower()   # a package's name as pip compares names
+
+def _app_imports(fn:Path, # The app's file
+                 folder:Path, # The Space: its own modules are not packages to install
+                )->set: # The packages to install for it, as pip names them where they are installed here
+    "The packages that the Python file `fn` imports, besides the standard library and the Space's own modules."
+    import ast
+    tree = ast.parse(fn.read_text(encoding='utf-8-sig'))
+    mods = {a.name.split('.')[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module.split('.')[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module}
+    mods -= set(sys.stdlib_module_names) | {'__future__'} | {p.stem for p in folder.glob('*.py')} | {p.name for p in folder.iterdir() if p.is_dir()}
+    if not mods: return set()
+    from importlib.metadata import packages_distributions
+    dists = packages_distributions()
+    return {_canon(dists.get(m, [m])[0]) for m in mods}
+
+def _pinned(req)->str|None:
+    "The one version the requirement `req` allows; `None` if it allows more."
+    sp = list(req.specifier)
+    return sp[0].version if len(sp) == 1 and sp[0].operator in ('==', '===') and '*' not in sp[0].version else None
+
+def _read_requirements(fn:Path)->tuple: # `(problems, {name: (line, requirement)})`
+    "The requirements in the file `fn`, by name, skipping comments and pip's options; a problem for each line that does not parse."
+    from packaging.requirements import Requirement, InvalidRequirement
+    out,reqs = [],{}
+    for i,line in enumerate(fn.read_text(encoding='utf-8-sig', errors='replace').splitlines(), 1):
+        s = re.split(r'\s+--?[A-Za-z]', re.split(r'(?:^|\s)#', line)[0].strip())[0]   # without a comment, or options after it (`--hash`)
+        if not s or s.startswith('-'): continue   # a line of pip's options (`-r`, `--index-url`)
+        try: r = Requirement(s)
+        except InvalidRequirement as e: out.append(f"requirements.txt line {i}, `{line.strip()}`, is not a requirement pip understands ({e}): correct it or remove it"); continue
+        reqs[_canon(r.name)] = (s, r)
+    return out, reqs
+
+def _check_requirements(folder:Path, # The Space
+                        app_file:str, # Its app's file, relative to `folder`
+                        sdk_version:str|None, # The Gradio version in its README, if that is a full version
+                       )->list: # The problems found
+    "Check that `requirements.txt` pins every package the app imports to one version, and Gradio (if it lists it) to `sdk_version`."
+    out,need,fn = [],{_canon(p) for p in APP_PACKAGES},folder/'requirements.txt'
+    if (folder/app_file).is_file():
+        try: need |= _app_imports(folder/app_file, folder)
+        except SyntaxError as e: out.append(f"{app_file} is not valid Python (line {e.lineno}: {e.msg}): correct it")
+    want = lambda p: sdk_version if p == 'gradio' and sdk_version else _installed_version(p) or 'VERSION'
+    if not fn.is_file(): return out + [f"requirements.txt is missing: list the packages the app imports ({', '.join(sorted(need))}), each pinned to one version with `==`, e.g. `numpy=={want('numpy')}`"]
+    bad,reqs = _read_requirements(fn)
+    out += bad
+    out += [f"requirements.txt does not list {p}, which the app imports: add `{p}=={want(p)}`" for p in sorted(need - {'gradio'} - set(reqs))]   # a Space installs Gradio from `sdk_version`
+    for p,(s,r) in sorted(reqs.items()):
+        if p not in need or r.url: continue
+        if (v := _pinned(r)) is None: out.append(f"requirements.txt has `{s}`, which is not one exact version: pin it with `==`, e.g. `{r.name}=={want(p)}`")
+        elif p == 'gradio' and sdk_version and v != sdk_version:
+            out.append(f"requirements.txt pins gradio=={v} but README.md has `sdk_version: {sdk_version}`, the Gradio that Hugging Face installs: make them the same version")
+    return out
+
+# %% ../nbs/api/09_app.ipynb #003e8b57
+def _free_port()->int:
+    "A TCP port on 127.0.0.1 that nothing listens on now."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _last_lines(fn:Path, n:int=3)->str:
+    "The last `n` lines that the process logging to `fn` printed, on one line."
+    lines = [l.strip() for l in fn.read_text(errors='replace').splitlines() if l.strip()]
+    return ' | '.join(lines[-n:]) if lines else '(it printed nothing)'
+
+def _stop(p:subprocess.Popen):
+    "Stop the process `p`, and what it started: its process group, where the system has them."
+    if not hasattr(os, 'killpg'): p.kill(); p.wait(); return
+    for sig,wait in ((signal.SIGTERM, 5), (signal.SIGKILL, None)):
+        try: os.killpg(p.pid, sig)
+        except OSError: pass   # nothing left in the group
+        try: p.wait(wait)
+        except subprocess.TimeoutExpired: pass
+
+def _wait_serving(p:subprocess.Popen, # The app's process
+                  url:str, # Where it serves
+                  log:Path, # The file it prints to
+                  app_file:str, # Its file, for messages
+                  timeout:float, # The seconds it was given, for messages
+                  deadline:float, # When to give up, by `time.monotonic()`
+                 )->str|None:
+    "Wait until the app at `url` answers; the problem if its process stops first, or if it does not answer by `deadline`."
+    import urllib.request, urllib.error
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # straight to 127.0.0.1, whatever proxy is set
+    while True:
+        if (rc := p.poll()) is not None:
+            return (f"`python {app_file}` stopped (exit status {rc}) before serving the app" + (": run as a script, it must serve the app, e.g. with `demo.launch()`" if rc == 0 else '')
+                    + f"; its last lines: {_last_lines(log)}")
+        try:
+            with opener.open(url, timeout=2): return None
+        except urllib.error.HTTPError: return None   # it answers, if not with a page
+        except OSError: pass
+        if time.monotonic() > deadline:
+            return (f"`python {app_file}` did not answer at {url} within {timeout:g} s: run as a script, it must serve the app (e.g. `demo.launch()`) at the address in "
+                    f"GRADIO_SERVER_NAME and GRADIO_SERVER_PORT; if it is only slow to start, give a longer timeout. Its last lines: {_last_lines(log)}")
+        time.sleep(0.25)
+
+def _classify_example(url:str, # Where the app serves
+                      example:Path, # An image to classify
+                      vocab:list|None, # The model's classes; `None`: any answer will do
+                      deadline:float, # When to give up, by `time.monotonic()`
+                     )->str|None:
+    "Classify `example` through the app's API at `url`, as its page does; the problem, if any."
+    from gradio_client import Client, handle_file
+    from concurrent.futures import TimeoutError as Late
+    try:
+        c = Client(url, verbose=False)
+        api = c.view_api(return_format='dict', print_info=False)['named_endpoints']   # Gradio 6 names the endpoint after the function, Gradio 5 `/predict`
+        eps = [n for n,e in api.items() if [q.get('component') for q in e['parameters']] in (['Image'], ['File'])]
+        if not eps: return f"the app at {url} has no API endpoint that takes one image (it has {list(api)}): give its Interface one image input"
+        res = c.submit(handle_file(str(example)), api_name=eps[0]).result(timeout=max(1., deadline-time.monotonic()))
+    except Late: return f"the app did not classify {example.name} in time: give a longer timeout"
+    except Exception as e: return f"classifying {example.name} through the app failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+    label = res.get('label') if isinstance(res, dict) else res
+    if vocab is not None and label not in vocab: return f"the app answered {label!r} for {example.name}, which is not one of the model's classes {vocab}: the app must return the model's label (a `gr.Label`)"
+
+def _run_app(folder:Path, # The Space
+             app_file:str, # Its app's file, relative to `folder`
+             timeout:float, # Seconds to start and to classify an example
+             vocab:list|None, # The model's classes; `None`: any answer will do
+            )->list:
+    "Run `python app_file` in `folder` as Hugging Face runs a Space, on a free port of 127.0.0.1, and classify an example through it; the problems."
+    port,deadline = _free_port(),time.monotonic() + timeout
+    url = f'http://127.0.0.1:{port}/'
+    with tempfile.TemporaryDirectory() as t:
+        t = Path(t)
+        env = {**os.environ, 'GRADIO_SERVER_NAME': '127.0.0.1', 'GRADIO_SERVER_PORT': str(port), 'GRADIO_ANALYTICS_ENABLED': 'False',
+               'GRADIO_TEMP_DIR': str(t/'gradio'), 'PYTHONUNBUFFERED': '1', 'PYTHONDONTWRITEBYTECODE': '1'}
+        with open(t/'log', 'w') as log:
+            p = subprocess.Popen([sys.executable, app_file], cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                if (bad := _wait_serving(p, url, t/'log', app_file, timeout, deadline)): return [bad]
+                exs = example_files(folder/'examples')
+                if not exs: Image.new('RGB', (64, 64), 'grey').save(t/'grey.png')   # no examples: any image will do
+                bad = _classify_example(url, Path(exs[0] if exs else t/'grey.png'), vocab, deadline)
+                return [bad] if bad else []
+            finally: _stop(p)
+
+# %% ../nbs/api/09_app.ipynb #5d1df152
+def _space_model(folder:Path)->tuple: # `(problems, Classifier or None)`
+    "The Space's model, `model.onnx`, loaded; or why it cannot be."
+    if not (folder/'model.onnx').is_file(): return ["model.onnx is missing: the app classifies with it; put the file from export_onnx in the Space (write_space does)"], None
+    try: return [], Classifier(folder/'model.onnx')
+    except ValueError as e: return [f"model.onnx cannot be used: {e}"], None
+
+def _check_lfs(folder:Path)->list:
+    "A problem for each file in `folder` over `LFS_LIMIT` that its `.gitattributes` does not send through Git LFS."
+    ga = folder/'.gitattributes'
+    rules = _lfs_rules(ga.read_text(errors='replace')) if ga.is_file() else []
+    return [f"{r} is {f.stat().st_size/1e6:.1f} MB and .gitattributes does not send it through Git LFS, so Hugging Face will refuse it (the limit is {LFS_LIMIT/1e6:.0f} MB): add the line `{_git_path(r)} {_LFS}` to .gitattributes"
+            for r,f in _space_files(folder).items() if f.stat().st_size > LFS_LIMIT and not _lfs_tracked(r, rules)]
+
+def check_space(folder, # The Space's folder, e.g. from `write_space`
+                timeout:float=60, # Seconds the app may take to start and to classify an example
+                run:bool=True, # Run the app and classify an example; `False`: check the files only
+               )->list: # The problems found, one line each, saying what is wrong and how to fix it; empty: none
+    """Check a Space before uploading it: `README.md`'s settings, `requirements.txt` pinned, large files in Git LFS, the model; then run `python app.py` headless and classify an example through its API.
+    The app runs on this environment's packages, not on the versions `requirements.txt` pins (install those in a new virtual environment to run on them, as Hugging Face does)."""
+    folder = Path(folder)
+    if not folder.is_dir(): return [f"{folder} is not a folder: give the Space's folder"]
+    out,fm = _check_readme(folder)
+    app_file,sv = str(fm.get('app_file') or 'app.py'),fm.get('sdk_version')
+    out += _check_requirements(folder, app_file, sv if isinstance(sv, str) and _FULL_VERSION.fullmatch(sv) else None)
+    out += _check_lfs(folder)
+    bad,clf = _space_model(folder)
+    out += bad
+    if run and (folder/app_file).is_file(): out += _run_app(folder, app_file, timeout, clf.vocab if clf else None)
+    elif run: out.append(f"the app was not run: {app_file} is not in the Space")
+    return out
+
 # %% ../nbs/api/09_app.ipynb #6adf5960
-def _app_notebook(nb:dict, tag:str)->dict:
-    "A copy of notebook `nb` holding only its code cells marked `#| tag`, marked `#| export` instead, under `#| default_exp app`."
-    cells = [dict(cell_type='code', id='default-exp', metadata={}, outputs=[], execution_count=None, source='#| default_exp app')]
+def _app_cells(nb:dict, # A notebook, as JSON
+               tag:str, # The directive that marks the app's cells, e.g. `app` for `#| app`
+              )->list: # `(cell id, source without its directives)` of each cell marked `#| tag`, in order
+    "The code cells of notebook `nb` marked `#| tag`."
+    res = []
     for c in nb['cells']:
         if c['cell_type'] != 'code': continue
         lines = ''.join(c['source']).splitlines(keepends=True)
-        top = [i for i,l in enumerate(lines) if i == 0 or all(o.startswith('#|') for o in lines[:i])]   # the directive lines at the top
-        hit = [i for i in top if lines[i].startswith('#|') and lines[i][2:].strip() == tag]
-        if hit: cells.append({**c, 'outputs': [], 'source': ''.join(lines[:hit[0]] + ['#| export\n'] + lines[hit[0]+1:])})
-    return {**nb, 'cells': cells}
+        n = next((i for i,l in enumerate(lines) if not l.startswith('#|')), len(lines))   # the directive lines at the top
+        if any(l[2:].strip() == tag for l in lines[:n]): res.append((c.get('id', ''), ''.join(lines[n:])))
+    return res
+
+def _defined_names(src:str)->list:
+    "The public names the top level of `src` defines (functions, classes, assigned names), for `__all__`."
+    import ast
+    res = []
+    for n in ast.parse(src).body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): res.append(n.name)
+        elif isinstance(n, (ast.Assign, ast.AnnAssign)):
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+                res += [e.id for e in ast.walk(t) if isinstance(e, ast.Name)]
+    return [n for n in dict.fromkeys(res) if not n.startswith('_')]
 
 # %% ../nbs/api/09_app.ipynb #5150ee6a
 def export_app(notebook, # The notebook with the app cells, e.g. the lesson
                dest='app', # Folder to write `app.py` into, created if needed (the course's `nb_export('app.ipynb', 'app')`)
                tag:str='app', # The app's cells are the code cells marked `#| app`
               )->Path: # The `app.py` written
-    "Export the code cells of `notebook` marked `#| app` to `dest/app.py` with nbdev's `nb_export`, as the course exports its app."
-    try: from nbdev.export import nb_export
-    except ImportError: raise ImportError("export_app runs nbdev's export, as the course does: install nbdev (`pip install nbdev`)") from None
+    "Export the code cells of `notebook` marked `#| app` to `dest/app.py`, as the course exports its app with nbdev's `nb_export`."
     notebook,dest = Path(notebook),Path(dest)
-    nb = _app_notebook(json.loads(notebook.read_text(encoding='utf-8')), tag)
-    if len(nb['cells']) == 1: raise ValueError(f"no code cells marked `#| {tag}` in {notebook}")
-    with tempfile.TemporaryDirectory() as t:
-        tmp_nb = Path(t)/notebook.name
-        tmp_nb.write_text(json.dumps(nb), encoding='utf-8')
-        nb_export(str(tmp_nb), lib_path=str(Path(t)/'out'))
-        src = (Path(t)/'out'/'app.py').read_text(encoding='utf-8')
-    src = re.sub(r'(File to edit: ).*?\.ipynb', lambda m: m.group(1) + Path(os.path.relpath(notebook.absolute(), dest.absolute())).as_posix(), src, count=1)
+    cells = _app_cells(json.loads(notebook.read_text(encoding='utf-8')), tag)
+    if not cells: raise ValueError(f"no code cells marked `#| {tag}` in {notebook}")
+    rel = Path(os.path.relpath(notebook.absolute(), dest.absolute())).as_posix()
+    names = list(dict.fromkeys(n for _,s in cells for n in _defined_names(s)))
+    src = (f'"""The app of {notebook.name}: its code cells marked `#| {tag}`."""\n\n'
+           f"# AUTOGENERATED! DO NOT EDIT! File to edit: {rel} (the cells marked `#| {tag}`), then run `export_app` again.\n\n"
+           f"__all__ = {names!r}\n" + ''.join(f"\n# %% {rel} #{cid}\n{s.rstrip()}\n" for cid,s in cells))
     dest.mkdir(parents=True, exist_ok=True)
     fd,tmp = tempfile.mkstemp(dir=dest, prefix='.app-', suffix='.py')
-    with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(src)
-    os.replace(tmp, dest/'app.py')
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(src)
+        os.replace(tmp, dest/'app.py')
+    except BaseException: Path(tmp).unlink(missing_ok=True); raise
     return dest/'app.py'

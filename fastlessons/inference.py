@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/inference.html.md"""
 
 # %% ../nbs/api/05_inference.ipynb #e1abb29e
 from __future__ import annotations
-from .core import atomic_write, arch_name   # first: it sets how torch's threads wait, before torch is imported
+from .core import atomic_write, arch_name, widget_data   # first: it sets how torch's threads wait, before torch is imported
 from pathlib import Path
 import io, os, json, html, base64, hashlib, warnings, zipfile, pickletools
 import numpy as np
@@ -165,10 +165,20 @@ def _check_safe(spec):
     bad = [s['name'] for s in spec['item_tfms'] + spec['batch_tfms'] if s['name'] not in _SAFE_TFMS or s.get('unsupported')]
     if bad: raise ValueError(f"cannot save the transform(s) {bad} without pickle; only {sorted(_SAFE_TFMS)} are supported — use `learn.export` for this learner")
 
+_APP_PACKAGES = ('gradio', 'onnxruntime', 'numpy', 'pillow')   # what the app (`fastlessons.app`) imports, as pip names them
+
+def _installed_version(name:str, # A distribution's name, as pip knows it (e.g. 'pillow', not 'PIL')
+                     )->str|None:
+    "The installed version of the package `name`; `None` when it is not installed."
+    from importlib.metadata import version, PackageNotFoundError
+    try: return version(name)
+    except PackageNotFoundError: return None
+
 def made_with()->dict:
-    "The versions of Python, torch, fastai and fastlessons running now: what a model was made with."
+    "The versions of Python, torch, fastai and fastlessons running now, and of the packages the app imports (`None` if not installed): what a model was made with."
     import platform, torch, fastai, fastlessons
-    return dict(python=platform.python_version(), torch=torch.__version__, fastai=fastai.__version__, fastlessons=fastlessons.__version__)
+    return dict(python=platform.python_version(), torch=torch.__version__, fastai=fastai.__version__, fastlessons=fastlessons.__version__,
+                **{p: _installed_version(p) for p in _APP_PACKAGES})
 
 def export_safe(learn, # A `Learner` made by `vision_learner` (or `train_classifier`)
                 fname='model.json', # Name of the JSON file, relative to `learn.path` like `learn.export`; the weights go beside it as `.safetensors`
@@ -255,6 +265,14 @@ def load_exported(fname, # `.json`/`.safetensors` from `export_safe`, or `.pkl` 
         except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
             raise ValueError(f"{fn} is not a model exported by fastai 2.8 ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
+# %% ../nbs/api/05_inference.ipynb #f49955bf
+def _last_upload(value)->tuple|None: # `(data, name)` of the file uploaded last, or `None`
+    "The bytes and name of the latest file in a `FileUpload`'s `value`: a tuple of dicts on ipywidgets 8, a dict by file name on 7 (Colab's)."
+    if not value: return None
+    if isinstance(value, dict): name,f = list(value.items())[-1]
+    else: f = value[-1]; name = f.get('name', 'the upload')
+    return bytes(f['content']), name
+
 # %% ../nbs/api/05_inference.ipynb #3469f13d
 class ClassifierApp:
     "Upload an image, see it, and read the model's prediction: the book's chapter-2 app, in ipywidgets."
@@ -271,7 +289,7 @@ class ClassifierApp:
         self.box = widgets.VBox([widgets.Label(prompt), self.upload, self.image, self.label])
 
     def _on_upload(self, change):
-        if change['new']: f = change['new'][-1]; self.show(bytes(f['content']), f.get('name', 'the upload'))
+        if (f := _last_upload(change['new'])): self.show(*f)
 
     def show(self, data:bytes, # The image file's bytes
              name:str='the upload', # Its name, for messages
@@ -299,6 +317,6 @@ def _repr_html_(self:ClassifierApp):
 @patch
 def _repr_mimebundle_(self:ClassifierApp, include=None, exclude=None, **kwargs):
     "The app's widgets, with a static picture of it and its prediction as text."
-    data = self.box._repr_mimebundle_(**kwargs)
+    data = widget_data(self.box, **kwargs)
     data.update({'text/html': self._repr_html_(), 'text/plain': f"ClassifierApp: {self.label.value}"})
     return data

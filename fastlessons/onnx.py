@@ -11,7 +11,7 @@ from pathlib import Path
 import io, re, json, hashlib, warnings, contextlib
 import numpy as np
 from fastai.vision.all import *
-from .inference import learner_spec, load_exported
+from .inference import learner_spec, load_exported, made_with
 
 # %% auto #0
 __all__ = ['onnx_spec', 'ImageGraph', 'export_onnx', 'check_onnx', 'save_examples']
@@ -110,6 +110,7 @@ def export_onnx(learn, # A `Learner` (trained or loaded), or a model file `load_
     x = np.random.default_rng(0).integers(0, 256, (2, h, w, 1 if spec['mode']=='L' else 3), dtype=np.uint8)
     proto = _to_onnx(graph, torch.from_numpy(x))
     spec['weights_sha256'] = _weights_sha256(model)
+    spec['made_with'] = made_with()   # what it was made and checked with: a Space written later, elsewhere, is pinned to it
     onnx.helper.set_model_props(proto, {'fastlessons': json.dumps(spec)})
     data = proto.SerializeToString()
     _check_graph(graph, data, x)
