@@ -317,17 +317,33 @@ def app_cli(model:str, # Model file: `model.json` from `fastlessons-train` (with
         except Exception as e: return _report(e, prog, app_cli)
     return None if is_cli(app_cli) else demo
 
+# %% ../nbs/api/12_cli.ipynb #3a521b4d
+def _check_space(folder, model, dest, timeout, prog):
+    "`fastlessons-space --check`: print each problem `check_space` finds in `folder`; the exit status (1 if any) or the problems."
+    try:
+        if model is not None or dest is not None: raise ValueError("--check takes only the Space's folder: leave out MODEL and DEST")
+        from fastlessons.app import check_space
+        problems = check_space(folder, timeout=timeout)
+    except Exception as e: return _report(e, prog, space_cli)
+    for p in problems: print(f"{prog}: problem: {p}", file=sys.stderr)
+    if not problems: print(f"{folder}: the Space's settings, requirements and files are right, and its app answered an example.")
+    return int(bool(problems)) if is_cli(space_cli) else problems
+
 # %% ../nbs/api/12_cli.ipynb #e07e367c
-@command
-def space_cli(model:str, # Model file: `model.json` from `fastlessons-train` (with its `model.onnx`), a `model.onnx`, or an `export.pkl`
-              dest:str, # Folder to create for the Space; it must not exist yet
+@command(pos=['model', 'dest'])
+def space_cli(model:str=None, # Model file: `model.json` from `fastlessons-train` (with its `model.onnx`), a `model.onnx`, or an `export.pkl`
+              dest:str=None, # Folder to create for the Space; it must not exist yet
               examples:str=None, # Folder of example images; default: `examples` beside the model
               title:str=None, # The Space's title; default: its classes, e.g. "3 or 7?"
+              check:str=None, # Instead: check this Space folder (settings, pinned versions, large files) and run its app on an example
+              timeout:float=60, # With `--check`: seconds the app may take to start and to answer
              ):
-    "Write the model's web app as a Hugging Face Space: a folder to upload, with no torch and no fastai in it."
+    "Write the model's web app as a Hugging Face Space: a folder to upload, with no torch and no fastai in it; or check one with `--check DIR`."
     prog = 'fastlessons-space'
+    if check is not None: return _check_space(check, model, dest, timeout, prog)
     with tempfile.TemporaryDirectory() as work:
         try:
+            if model is None or dest is None: raise ValueError("give the MODEL file and the DEST folder for the Space (or --check DIR to check one)")
             if Path(dest).exists(): raise FileExistsError(f"{dest} already exists; give a new folder for the Space")
             onx = _app_model(model, Path(work), prog)
             from fastlessons.app import write_space
@@ -336,7 +352,7 @@ def space_cli(model:str, # Model file: `model.json` from `fastlessons-train` (wi
             space = write_space(onx, dest, examples=ex if ex.is_dir() else None, title=title)
         except Exception as e: return _report(e, prog, space_cli)
     files = sorted(str(f.relative_to(space)) for f in space.rglob('*') if f.is_file())
-    print(f"Wrote the Space in {space}: {', '.join(files)}\nTry it: cd {space} && python app.py\nUpload it: see {space/'README.md'}")
+    print(f"Wrote the Space in {space}: {', '.join(files)}\nTry it: cd {space} && python app.py\nCheck it: fastlessons-space --check {space}\nUpload it: see {space/'README.md'}")
     return None if is_cli(space_cli) else space
 
 # %% ../nbs/api/12_cli.ipynb #c283af9e

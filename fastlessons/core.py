@@ -153,8 +153,8 @@ def is_cli(func=None # A command; `None`: any
     f = _cli_func.get()
     return f is not None if func is None else f is func
 
-def _parser(func, prog:str)->argparse.ArgumentParser:
-    "An `ArgumentParser` for `func`, from its signature and its docments."
+def _parser(func, prog:str, pos=())->argparse.ArgumentParser:
+    "An `ArgumentParser` for `func`, from its signature and its docments; the parameters in `pos` are positional even with a default."
     from fastcore.docments import docments
     p = argparse.ArgumentParser(prog=prog, description=func.__doc__)
     docs,params = docments(func, full=True, returns=False, eval_str=True),inspect.signature(func).parameters
@@ -166,18 +166,28 @@ def _parser(func, prog:str)->argparse.ArgumentParser:
         hlp = d.docment or ''
         if prm.kind is prm.VAR_POSITIONAL: p.add_argument(k, nargs='*', type=typ or str, help=hlp)
         elif prm.default is prm.empty: p.add_argument(k, type=typ or str, help=hlp)
+        elif k in pos: p.add_argument(k, nargs='?', type=typ or str, default=prm.default, help=hlp)
         elif anno is bool: p.add_argument('--'+k.replace('_', '-'), dest=k, action='store_true', help=hlp)
         else: p.add_argument('--'+k.replace('_', '-'), dest=k, type=typ or str, default=prm.default,
                              help=hlp + (f" (default: {prm.default})" if prm.default is not None else ''))
     return p
 
-def command(func):
+def _safe_streams():
+    "Let standard output and error print any character: a Windows console (cp1252) cannot encode `→` or `×`, and would stop the command."
+    for s in (sys.stdout, sys.stderr):
+        if hasattr(s, 'reconfigure'): s.reconfigure(errors='replace')
+
+def command(func=None, # The function to run as a command
+            pos=(), # Parameters with a default that are positional arguments (optional ones) rather than options
+           ):
     "Give `func` a `main(argv=None)` that runs it as a console command with the arguments on the command line."
+    if func is None: return partial(command, pos=pos)
     def main(argv:list|None=None)->int|None: # The exit status, for `sys.exit`
+        _safe_streams()
         params = inspect.signature(func).parameters
-        ns = vars(_parser(func, Path(sys.argv[0]).name or func.__name__).parse_args(argv))
-        args = [a for k,prm in params.items() if k in ns and prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD) and prm.default is prm.empty
-                for a in [ns.pop(k)]]
+        ns = vars(_parser(func, Path(sys.argv[0]).name or func.__name__, pos).parse_args(argv))
+        args = [a for k,prm in params.items() if k in ns and prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD)
+                and (prm.default is prm.empty or k in pos) for a in [ns.pop(k)]]
         args += next((ns.pop(k) for k,prm in params.items() if prm.kind is prm.VAR_POSITIONAL), [])
         tok = _cli_func.set(func)
         try: res = func(*args, **ns)

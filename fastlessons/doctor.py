@@ -200,7 +200,7 @@ def check_missing(f:dict)->list:
     opt = [n for n in _OPTIONAL if not v.get(n)]
     return ([finding('problem', 'missing', f"Not installed: {', '.join(req)}", **_pip(f, 'pip install fastlessons'))] if req else []) + \
            ([finding('note', 'missing-optional', 'Not installed: ' + '; '.join(f'{n} (for {_OPTIONAL[n]})' for n in opt),
-                     **_pip(f, 'pip install fastlessons'))] if opt else [])
+                     **_pip(f, 'pip install ' + ' '.join('"ipywidgets<8"' if n == 'ipywidgets' and f.get('platform') == 'colab' else n for n in opt)))] if opt else [])
 
 # %% ../nbs/api/11_doctor.ipynb #dc0e0d74
 @_check

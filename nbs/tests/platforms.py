@@ -7,9 +7,10 @@ from __future__ import annotations
 import os, re, sys, json, shutil, tempfile, subprocess
 from pathlib import Path
 
-__all__ = ['PLATFORMS', 'KEPT', 'read_pins', 'canon', 'make_venv', 'pip', 'installed', 'changed', 'build_wheel',
-           'kernel_env', 'fake_platform', 'code_cells', 'run_notebook']
+__all__ = ['PLATFORMS', 'KEPT', 'ROOT', 'read_pins', 'canon', 'make_venv', 'pip', 'installed', 'changed', 'build_wheel',
+           'kernel_env', 'fake_platform', 'code_cells', 'run_notebook', 'command_path', 'check_plain', 'check_platform']
 
+ROOT = Path(__file__).resolve().parent.parent.parent   # the repository
 PLATFORMS = Path(__file__).parent/'platforms'   # colab.txt, kaggle.txt: the versions each preinstalls
 KEPT = ['torch', 'torchvision', 'fastai', 'fastcore', 'numpy', 'pillow', 'ipywidgets', 'ipython', 'ipykernel']  # what installing fastlessons must not change
 
@@ -54,16 +55,18 @@ def installed(py)->dict:
     out = subprocess.run([str(py), '-c', code], capture_output=True, text=True, check=True, timeout=120).stdout
     return {canon(k): v for k,v in json.loads(out).items()}
 
+def _public(v): return None if v is None else v.split('+')[0]   # `2.11.0+cpu` is the 2.11.0 that Colab has as `+cu128`
+
 def changed(before:dict, after:dict, names=KEPT)->dict:
-    "`{name: (before, after)}` for each of `names` whose installed version is not the same in `after`."
-    return {n: (before.get(canon(n)), after.get(canon(n))) for n in names if before.get(canon(n)) != after.get(canon(n))}
+    "`{name: (before, after)}` for each of `names` whose installed version (local label aside) is not the same in `after`."
+    return {n: (before.get(canon(n)), after.get(canon(n))) for n in names if _public(before.get(canon(n))) != _public(after.get(canon(n)))}
 
 def build_wheel(src, # The project's folder
                 dest, # Folder to write the wheel into
                )->Path: # The wheel
     "Build the project's wheel, as a release does (no dependencies bundled)."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-w', str(dest), str(src)],
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-w', str(dest), str(src)],
                    check=True, capture_output=True, text=True, timeout=600)
     whl, = dest.glob('fastlessons-*.whl')
     return whl
@@ -131,3 +134,91 @@ def run_notebook(fn, # The notebook
         client = NotebookClient(nb, km=km, timeout=timeout, startup_timeout=120, resources={'metadata': {'path': str(cwd)}})
         client.execute(env=env or kernel_env(py), cwd=str(cwd))
     return nb
+
+def command_path(py, name:str)->str:
+    "The console command `name` of the environment of `py` (`name.exe` on Windows)."
+    if (p := shutil.which(name, path=str(Path(py).parent))) is None: raise FileNotFoundError(f"no command {name} in {Path(py).parent}")
+    return p
+
+def _run(py, work, *args, timeout=900):
+    "Run a console command of the environment of `py` in folder `work`; the finished process, or an error with its output."
+    env = {**kernel_env(py), 'MPLBACKEND': 'Agg', 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([command_path(py, args[0]), *map(str, args[1:])], cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    return r
+
+def _ok(r, what):
+    if r.returncode: raise AssertionError(f"{what} failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
+    return r
+
+def check_plain(whl, # The wheel, from `build_wheel`
+                tmp, # A new folder to work in
+                lesson=ROOT/'nbs'/'lessons'/'01_is_it_a_bird.ipynb', # The lesson to run
+               )->dict: # What each step printed, and the lesson as it ran
+    "A plain install, as a learner makes it: `pip install` of the wheel (no extras); the commands from another folder; a lesson in a kernel of that environment."
+    tmp = Path(tmp); py = make_venv(tmp/'plain')
+    pip(py, 'install', str(whl))
+    pip(py, 'check')
+    have = installed(py)
+    assert 'fastlessons' in have and 'accelerate' in have, "the plain install lacks fastlessons or accelerate"
+    assert not {'nbdev', 'jupyterlab', 'playwright'} & set(have), "a plain install brought in development tools"
+    work = tmp/'elsewhere'; work.mkdir()
+    code = 'import fastlessons.all, fastlessons.training, fastlessons.cli; print(fastlessons.__file__)'
+    where = _ok(subprocess.run([str(py), '-c', code], cwd=work, capture_output=True, text=True, timeout=600, env=kernel_env(py)), 'import fastlessons.all').stdout.strip()
+    assert Path(where).resolve().is_relative_to((tmp/'plain').resolve()), f"fastlessons was imported from {where}, not from the environment"
+    res = dict(versions=have)
+    res['train'] = _ok(_run(py, work, 'fastlessons-train', '--epochs', '1'), 'fastlessons-train').stdout
+    model = work/'models'/'digits'/'model.json'
+    ex = sorted((model.parent/'examples').iterdir())[0]
+    res['predict'] = _ok(_run(py, work, 'fastlessons-predict', model, ex), 'fastlessons-predict').stdout
+    assert res['predict'].split('\t')[0] == str(ex) and res['predict'].split('\t')[1] in ('3', '7'), res['predict']
+    res['space'] = _ok(_run(py, work, 'fastlessons-space', model, 'space'), 'fastlessons-space').stdout
+    res['check'] = _ok(_run(py, work, 'fastlessons-space', '--check', 'space', timeout=300), 'fastlessons-space --check').stdout
+    doc = _run(py, work, 'fastlessons-doctor', '--timeout', '2', timeout=300)
+    assert doc.returncode in (0, 1) and doc.stdout.startswith('fastlessons preflight') and not doc.stderr, (doc.stdout, doc.stderr)
+    res['doctor'] = doc.stdout
+    pip(py, 'install', 'ipykernel')   # a learner's Jupyter
+    d = tmp/'plain-lesson'; d.mkdir(); shutil.copy(lesson, d)
+    res['lesson'] = run_notebook(d/Path(lesson).name, py, d, env=kernel_env(py, **fake_platform('local', d/'.ipython')))
+    return res
+
+def check_platform(name:str, # 'colab' or 'kaggle': `platforms/NAME.txt` holds its versions
+                   whl, # The wheel, from `build_wheel`: the lesson's first cell installs it, found through `PIP_FIND_LINKS`
+                   tmp, # A new folder to work in
+                   lesson=ROOT/'nbs'/'lessons'/'01_is_it_a_bird.ipynb', # The lesson to run
+                   widgets=Path(__file__).parent/'widgets.ipynb', # The widgets' tests, run there too
+                  )->dict: # The versions before and after, and the notebooks as they ran
+    "An environment with the platform's versions; the lesson on that platform, whose first cell installs fastlessons; none of `KEPT` changed; the widgets."
+    tmp = Path(tmp); py = make_venv(tmp/name)
+    pins = read_pins(PLATFORMS/f'{name}.txt')
+    pip(py, 'install', '-r', str(PLATFORMS/f'{name}.txt'))
+    before = installed(py)
+    wrong = {k: (v, before.get(k)) for k,v in pins.items() if _public(before.get(k)) != v}
+    assert not wrong, f"the environment does not have {name}'s versions: {wrong}"
+    assert 'fastlessons' not in before
+    d = tmp/f'{name}-lesson'; d.mkdir(); shutil.copy(lesson, d)
+    nb = run_notebook(d/Path(lesson).name, py, d, env=kernel_env(py, **fake_platform(name, d/'.ipython'), PIP_FIND_LINKS=str(Path(whl).parent)))
+    after = installed(py)
+    assert 'fastlessons' in after, "the lesson's first cell did not install fastlessons"
+    assert not (ch := changed(before, after)), f"installing fastlessons on {name} changed {ch}"
+    w = tmp/f'{name}-widgets'; w.mkdir()
+    wnb = run_notebook(widgets, py, w, env=kernel_env(py, **fake_platform(name, w/'.ipython')))
+    return dict(before=before, after=after, lesson=nb, widgets=wnb)
+
+if __name__ == '__main__':
+    import argparse
+    p = argparse.ArgumentParser(description="Check one platform for real: `plain` (a plain pip install: the commands, lesson 1), or `colab`/`kaggle` "
+                                "(their versions: lesson 1 installing fastlessons, nothing they keep changed, the widgets). Needs nbclient here.")
+    p.add_argument('platform', choices=['plain', 'colab', 'kaggle'])
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as t:
+        whl = build_wheel(ROOT, Path(t)/'dist')
+        print(f"{a.platform}: built {whl.name}", flush=True)
+        if a.platform == 'plain':
+            r = check_plain(whl, t)
+            print(r['predict'], r['check'], r['doctor'], sep='\n')
+        else:
+            r = check_platform(a.platform, whl, t)
+            print(f"{a.platform}: fastlessons {r['after']['fastlessons']} installed by the lesson's first cell; kept: " +
+                  ', '.join(f"{k} {r['after'].get(canon(k))}" for k in KEPT))
+        print(r['lesson'].cells[0].outputs[-1]['text'].strip())
+        print(f"{a.platform}: passed")
