@@ -262,7 +262,8 @@ def check_internet(f:dict)->list:
     if f.get('internet', True): return []
     fix = dict(kaggle="Settings → Internet → On, in the notebook's sidebar (needs a phone-verified Kaggle account)").get(
         f.get('platform'), 'check the connection (and any proxy settings), then run the doctor again')
-    return [finding('problem', 'internet', f"No internet: {f.get('internet_url')} did not answer within {f.get('internet_timeout', 3):g} s", fix),
+    level = 'problem' if f.get('platform') in ('colab', 'kaggle') else 'note'   # on a laptop, offline is a way to run the lessons
+    return [finding(level, 'internet', f"No internet: {f.get('internet_url')} did not answer within {f.get('internet_timeout', 3):g} s", fix),
             finding('note', 'offline', "Offline, the lessons fall back to their stand-in data (scikit-learn's handwritten digits): "
                     "image search, downloads and pretrained weights won't work", 'nothing to do to run the lessons offline; '
                     'to search and download, turn the internet on as above')]
