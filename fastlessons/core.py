@@ -137,7 +137,7 @@ def cpu_flags(wanted=('avx2','avx512f','avx512_bf16','amx_tile','amx_bf16'), # F
 def cpu_fast_bf16()->bool:
     "Whether the CPU fast path uses bfloat16: `FASTLESSONS_CPU_BF16` (`0` or `1`) if set, else whether the CPU has AVX512-BF16 or AMX."
     v = os.environ.get('FASTLESSONS_CPU_BF16', '').strip()
-    if v: 
+    if v:
         if v not in ('0', '1'): raise ValueError(f"FASTLESSONS_CPU_BF16 must be 0 or 1, not {v!r}")
         return v == '1'
     fl = cpu_flags()
