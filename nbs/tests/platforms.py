@@ -118,6 +118,7 @@ def run_notebook(fn, # The notebook
                  env:dict|None=None, # The kernel's environment variables; default `kernel_env(py)`
                  skip=('live', 'slow', 'notest', 'browser'), # Flags of cells to leave out
                  timeout:int=600, # Seconds any one cell may take
+                 allow_errors:bool=False, # Go on after a cell raises, keeping its error in its outputs
                 ):
     "Execute `fn` top to bottom in a Jupyter kernel running in the environment of `py`; the notebook with its outputs, or `CellExecutionError`."
     import nbformat
@@ -131,8 +132,10 @@ def run_notebook(fn, # The notebook
         (spec/'kernel.json').write_text(json.dumps(dict(argv=[str(py), '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
                                                         display_name='platform', language='python')))
         km = KernelManager(kernel_name='platform', kernel_spec_manager=KernelSpecManager(kernel_dirs=[kdir]))
-        client = NotebookClient(nb, km=km, timeout=timeout, startup_timeout=120, resources={'metadata': {'path': str(cwd)}})
-        client.execute(env=env or kernel_env(py), cwd=str(cwd))
+        client = NotebookClient(nb, km=km, timeout=timeout, startup_timeout=120, allow_errors=allow_errors, resources={'metadata': {'path': str(cwd)}})
+        try: client.execute(env=env or kernel_env(py), cwd=str(cwd))
+        finally:
+            if km.has_kernel: km.shutdown_kernel(now=True)   # nbclient leaves a kernel it did not start itself running
     return nb
 
 def command_path(py, name:str)->str:
@@ -196,13 +199,25 @@ def check_platform(name:str, # 'colab' or 'kaggle': `platforms/NAME.txt` holds i
     assert not wrong, f"the environment does not have {name}'s versions: {wrong}"
     assert 'fastlessons' not in before
     d = tmp/f'{name}-lesson'; d.mkdir(); shutil.copy(lesson, d)
+    offline = _setup_offline(py, name, lesson, tmp/f'{name}-offline')
+    assert 'Could not install fastlessons' in offline and 'phone-verified' in offline, offline
     nb = run_notebook(d/Path(lesson).name, py, d, env=kernel_env(py, **fake_platform(name, d/'.ipython'), PIP_FIND_LINKS=str(Path(whl).parent)))
     after = installed(py)
     assert 'fastlessons' in after, "the lesson's first cell did not install fastlessons"
     assert not (ch := changed(before, after)), f"installing fastlessons on {name} changed {ch}"
     w = tmp/f'{name}-widgets'; w.mkdir()
     wnb = run_notebook(widgets, py, w, env=kernel_env(py, **fake_platform(name, w/'.ipython')))
-    return dict(before=before, after=after, lesson=nb, widgets=wnb)
+    return dict(before=before, after=after, offline=offline, lesson=nb, widgets=wnb)
+
+def _setup_offline(py, name, lesson, d)->str:
+    "What the lesson's first cell prints on platform `name` when the package index cannot be reached (Kaggle with its internet off)."
+    import nbformat
+    nb = nbformat.read(str(lesson), as_version=4)
+    nb.cells = [next(c for c in nb.cells if c.cell_type == 'code' and 'KAGGLE_KERNEL_RUN_TYPE' in c.source)]
+    d = Path(d); d.mkdir(); nbformat.write(nb, str(d/'setup.ipynb'))
+    out = run_notebook(d/'setup.ipynb', py, d, env=kernel_env(py, **fake_platform(name, d/'.ipython'), PIP_NO_INDEX='1', PIP_FIND_LINKS=str(d)),
+                       allow_errors=True)
+    return '\n'.join(o.get('text', '') if o['output_type'] == 'stream' else f"{o.get('ename')}: {o.get('evalue')}" for o in out.cells[0].outputs)
 
 if __name__ == '__main__':
     import argparse
