@@ -154,11 +154,16 @@ def _ok(r, what):
     return r
 
 def check_plain(whl, # The wheel, from `build_wheel`
-                tmp, # A new folder to work in
+                tmp, # A new folder to work in, removed afterwards
                 lesson=ROOT/'nbs'/'lessons'/'01_is_it_a_bird.ipynb', # The lesson to run
                )->dict: # What each step printed, and the lesson as it ran
     "A plain install, as a learner makes it: `pip install` of the wheel (no extras); the commands from another folder; a lesson in a kernel of that environment."
-    tmp = Path(tmp); py = make_venv(tmp/'plain')
+    tmp = Path(tmp)
+    try: return _check_plain(whl, tmp, lesson)
+    finally: shutil.rmtree(tmp, ignore_errors=True)   # an environment holds several GB: the next one needs the room
+
+def _check_plain(whl, tmp, lesson):
+    py = make_venv(tmp/'plain')
     pip(py, 'install', str(whl))
     pip(py, 'check')
     have = installed(py)
@@ -186,12 +191,17 @@ def check_plain(whl, # The wheel, from `build_wheel`
 
 def check_platform(name:str, # 'colab' or 'kaggle': `platforms/NAME.txt` holds its versions
                    whl, # The wheel, from `build_wheel`: the lesson's first cell installs it, found through `PIP_FIND_LINKS`
-                   tmp, # A new folder to work in
+                   tmp, # A new folder to work in, removed afterwards
                    lesson=ROOT/'nbs'/'lessons'/'01_is_it_a_bird.ipynb', # The lesson to run
                    widgets=Path(__file__).parent/'widgets.ipynb', # The widgets' tests, run there too
                   )->dict: # The versions before and after, and the notebooks as they ran
     "An environment with the platform's versions; the lesson on that platform, whose first cell installs fastlessons; none of `KEPT` changed; the widgets."
-    tmp = Path(tmp); py = make_venv(tmp/name)
+    tmp = Path(tmp)
+    try: return _check_platform(name, whl, tmp, lesson, widgets)
+    finally: shutil.rmtree(tmp, ignore_errors=True)   # an environment holds several GB: the next one needs the room
+
+def _check_platform(name, whl, tmp, lesson, widgets):
+    py = make_venv(tmp/name)
     pins = read_pins(PLATFORMS/f'{name}.txt')
     pip(py, 'install', '-r', str(PLATFORMS/f'{name}.txt'))
     before = installed(py)
@@ -229,10 +239,10 @@ if __name__ == '__main__':
         whl = build_wheel(ROOT, Path(t)/'dist')
         print(f"{a.platform}: built {whl.name}", flush=True)
         if a.platform == 'plain':
-            r = check_plain(whl, t)
+            r = check_plain(whl, Path(t)/'check')
             print(r['predict'], r['check'], r['doctor'], sep='\n')
         else:
-            r = check_platform(a.platform, whl, t)
+            r = check_platform(a.platform, whl, Path(t)/'check')
             print(f"{a.platform}: fastlessons {r['after']['fastlessons']} installed by the lesson's first cell; kept: " +
                   ', '.join(f"{k} {r['after'].get(canon(k))}" for k in KEPT))
         print(r['lesson'].cells[0].outputs[-1]['text'].strip())
