@@ -12,8 +12,8 @@ import os, json, hashlib, tempfile
 
 # %% auto #0
 __all__ = ['atomic_write', 'clean_partials', 'unique_dest', 'move_noclobber', 'append_jsonl', 'read_jsonl', 'file_sha256',
-           'arch_name', 'url_reachable', 'have_internet', 'cpu_flags', 'cpu_fast_bf16', 'is_cli', 'command',
-           'widget_data']
+           'arch_name', 'env_switch', 'url_reachable', 'have_internet', 'cpu_flags', 'cpu_fast_bf16', 'is_cli',
+           'command', 'widget_data']
 
 # %% ../nbs/api/00_core.ipynb #b8331197
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -110,6 +110,15 @@ def arch_name(arch, # A model function such as `resnet18`, or its name
     return arch if isinstance(arch, str) else getattr(arch, '__name__', str(arch))
 
 # %% ../nbs/api/00_core.ipynb #30eef7dd
+def env_switch(name:str, # An environment variable that switches something on (`1`) or off (`0`)
+               env=os.environ, # The environment to read
+              )->bool|None: # `None` when it is not set
+    "The switch `name` in `env`: `True` for `1`, `False` for `0`, `None` when unset; any other value is an error that names it."
+    v = env.get(name, '').strip()
+    if not v: return None
+    if v not in ('0', '1'): raise ValueError(f"{name} must be 0 or 1, not {v!r}")
+    return v == '1'
+
 def url_reachable(url:str, # URL to ask for
                   timeout:float=3.0, # Seconds to wait for an answer
                  )->bool:
@@ -122,8 +131,8 @@ def url_reachable(url:str, # URL to ask for
 def have_internet(url:str='https://duckduckgo.com', # An address on the internet that should answer
                   timeout:float=3.0, # Seconds to wait
                  )->bool:
-    "Whether the internet can be reached right now (by default: whether DuckDuckGo answers)."
-    return url_reachable(url, timeout)
+    "Whether the internet can be reached right now (by default: whether DuckDuckGo answers); never with `FASTLESSONS_OFFLINE=1`."
+    return not env_switch('FASTLESSONS_OFFLINE') and url_reachable(url, timeout)
 
 # %% ../nbs/api/00_core.ipynb #964c9f82
 def cpu_flags(wanted=('avx2','avx512f','avx512_bf16','amx_tile','amx_bf16'), # Flags to look for
@@ -136,10 +145,7 @@ def cpu_flags(wanted=('avx2','avx512f','avx512_bf16','amx_tile','amx_bf16'), # F
 # %% ../nbs/api/00_core.ipynb #4f2b9108
 def cpu_fast_bf16()->bool:
     "Whether the CPU fast path uses bfloat16: `FASTLESSONS_CPU_BF16` (`0` or `1`) if set, else whether the CPU has AVX512-BF16 or AMX."
-    v = os.environ.get('FASTLESSONS_CPU_BF16', '').strip()
-    if v:
-        if v not in ('0', '1'): raise ValueError(f"FASTLESSONS_CPU_BF16 must be 0 or 1, not {v!r}")
-        return v == '1'
+    if (v := env_switch('FASTLESSONS_CPU_BF16')) is not None: return v
     fl = cpu_flags()
     return fl['avx512_bf16'] or fl['amx_bf16']
 

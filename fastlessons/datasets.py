@@ -9,14 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from dataclasses import dataclass
 from urllib.parse import urlparse
-import os, io, json, time, hashlib, tempfile
+import os, io, re, json, time, random, hashlib, tempfile
 
 import numpy as np
 from PIL import Image
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['digits_dataset', 'image_hashes', 'hamming_pairs', 'split_of', 'DatasetAudit', 'audit_dataset', 'build_dataset']
+__all__ = ['digits_dataset', 'messy_digits', 'misfiled_digits', 'image_hashes', 'hamming_pairs', 'split_of', 'DatasetAudit',
+           'audit_dataset', 'build_dataset']
 
 # %% ../nbs/api/02_datasets.ipynb #ad8713a2
 def digits_dataset(path, # Folder to write the class folders into
@@ -40,6 +41,38 @@ def digits_dataset(path, # Folder to write the class folders into
         buf = io.BytesIO(); im.save(buf, format='PNG')
         atomic_write(dest, buf.getvalue())
     return path
+
+# %% ../nbs/api/02_datasets.ipynb #d81dfc25
+def messy_digits(path, # Folder to make, holding `0/`, `4/` and `7/`
+                 seed:int=0, # Seeds the photos' shapes
+                )->Path: # `path`
+    "Lesson 2's offline stand-in for a web search for bears: digits 0, 4 and 7 stretched to photos' shapes, five 7s filed under `0/`, three 1s under `4/`."
+    path = Path(path)
+    if path.exists(): return path   # made before, and perhaps cleaned since: leave it as it is
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f'.{path.name}-', dir=path.parent) as tmp:
+        d, rng = digits_dataset(Path(tmp)/path.name, classes=(0, 4, 7), scale=16), random.Random(seed)
+        for f in sorted(d.rglob('*.png')): Image.open(f).resize((128, rng.randint(96, 160))).save(f)   # photos come in every shape
+        for f in sorted((d/'7').iterdir())[:5]: f.rename(d/'0'/f.name)   # a search for grizzlies that found teddies
+        for f in sorted((digits_dataset(Path(tmp)/'ones', classes=(1,), scale=16)/'1').iterdir())[:3]: f.rename(d/'4'/f.name)   # and no bear at all
+        try: d.rename(path)
+        except OSError:
+            if not path.exists(): raise   # else another process made it first: theirs stands
+    return path
+
+# %% ../nbs/api/02_datasets.ipynb #10c208d5
+def misfiled_digits(path, # A dataset of digits, as `digits_dataset` or `messy_digits` writes it
+                   )->dict: # file → the class folder it belongs in, or `'<Delete>'`
+    "The digits filed in the wrong class folder of `path`, and where each belongs, from scikit-learn's labels."
+    from sklearn.datasets import load_digits
+    path, truth = Path(path), load_digits().target
+    classes, marks = {o.name for o in path.iterdir() if o.is_dir() and not o.name.startswith('.')}, {}
+    for f in sorted(f for c in classes for f in (path/c).glob('*.png')):
+        m = re.fullmatch(r'(\d{4})(?:-\d+)?', f.stem)
+        if not m or int(m[1]) >= len(truth): continue   # not one of the digits: its truth is unknown
+        d = str(truth[int(m[1])])
+        if d != f.parent.name: marks[f] = d if d in classes else '<Delete>'
+    return marks
 
 # %% ../nbs/api/02_datasets.ipynb #3b42c735
 def image_hashes(files, # Image files

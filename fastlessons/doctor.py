@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/doctor.html.md"""
 
 # %% ../nbs/api/11_doctor.ipynb #1c4e10c9
 from __future__ import annotations
-from .core import url_reachable, cpu_flags, cpu_fast_bf16
+from .core import url_reachable, env_switch, cpu_flags, cpu_fast_bf16
 import os, re, sys, json, time, shutil, platform, tempfile, subprocess, importlib, importlib.metadata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -110,12 +110,13 @@ def gather_facts(work_dir='.', # The folder the lessons will write in
     versions = package_versions()
     with ThreadPoolExecutor(2) as ex:
         tv = ex.submit(_timed, try_import, 'torchvision', import_timeout) if versions['torchvision'] else None
-        net = ex.submit(_timed, url_reachable, internet_url, internet_timeout)
+        off = env_switch('FASTLESSONS_OFFLINE', env)   # switched off: the lessons take their offline path, so ask nothing
+        net = ex.submit(_timed, lambda: not off and url_reachable(internet_url, internet_timeout))
         device, device_s = _timed(device_facts)
         (torchvision, tv_s), (internet, net_s) = tv.result() if tv else ({'ok': None, 'error': None}, 0.0), net.result()
     return dict(platform=detect_platform(env, modules), os=platform.system(), python=platform.python_version(), versions=versions,
                 torchvision_ok=torchvision['ok'], torchvision_error=torchvision['error'], device=device,
-                internet=internet, internet_url=internet_url, internet_timeout=internet_timeout, **workdir_facts(work_dir),
+                internet=internet, internet_off=bool(off), internet_url=internet_url, internet_timeout=internet_timeout, **workdir_facts(work_dir),
                 seconds=dict(torchvision=tv_s, device=device_s, internet=net_s, total=round(time.monotonic()-t0, 2)))
 
 # %% ../nbs/api/11_doctor.ipynb #dde43a85
@@ -168,7 +169,7 @@ def example_facts(platform:str='colab', # 'colab', 'kaggle' or 'local'
              device=dict(kind='cuda' if gpu else 'cpu', name='Tesla T4' if gpu else None, count=int(gpu), torch_error=None,
                          cpu_bf16=False, cpu_bf16_env=None, cpu_bf16_error=None,
                          cpu_flags=dict(avx2=True, avx512f=False, avx512_bf16=False, amx_tile=False, amx_bf16=False)),
-             internet=True, internet_url='https://duckduckgo.com', internet_timeout=3.0,
+             internet=True, internet_off=False, internet_url='https://duckduckgo.com', internet_timeout=3.0,
              work_dir=dict(colab='/content', kaggle='/kaggle/working', local='/home/learner/course')[platform],
              disk_free=80_000_000_000, writable=True, writable_error=None,
              seconds=dict(torchvision=3.6, device=1.7, internet=0.3, total=3.8))
@@ -260,6 +261,10 @@ def check_widgets(f:dict)->list:
 def check_internet(f:dict)->list:
     "No internet, and what the lessons do without it."
     if f.get('internet', True): return []
+    if f.get('internet_off'): return [finding('note', 'offline', "FASTLESSONS_OFFLINE=1 switches the internet off for fastlessons: the lessons run on "
+                                              "their stand-in data (scikit-learn's handwritten digits), without searching or downloading",
+                                              'to use the internet, remove it: `os.environ.pop("FASTLESSONS_OFFLINE")` in the notebook, '
+                                              '`unset FASTLESSONS_OFFLINE` in a terminal')]
     fix = dict(kaggle="Settings → Internet → On, in the notebook's sidebar (needs a phone-verified Kaggle account)").get(
         f.get('platform'), 'check the connection (and any proxy settings), then run the doctor again')
     level = 'problem' if f.get('platform') in ('colab', 'kaggle') else 'note'   # on a laptop, offline is a way to run the lessons
@@ -337,6 +342,7 @@ def doctor_summary(facts:dict|None=None, # From `gather_facts`; None: gather the
 def _internet_str(f, fs):
     "Whether the internet is there; if not, that the lesson runs on stand-in data, and on Kaggle how to switch it on."
     if f.get('internet'): return 'internet: yes'
+    if f.get('internet_off'): return 'internet: switched off (FASTLESSONS_OFFLINE=1), so the lesson runs on its stand-in data'
     fix = next((x['fix'] for x in fs if x['key'] == 'internet'), '') if f.get('platform') == 'kaggle' else ''
     return 'internet: no, so the lesson runs on its stand-in data' + (f" (to switch it on: {fix})" if fix else '')
 
@@ -350,8 +356,8 @@ def report(facts:dict|None=None, # From `gather_facts`; None: gather them now
     free = f.get('disk_free')
     rows = [('fastlessons', v.get('fastlessons') or 'not installed'), ('platform', _where(f)), ('Python', f.get('python')),
             ('device', _device_str(f) + (f" ({dev.get('torch_error')})" if dev.get('torch_error') else '')),
-            ('internet', f"{'yes' if f.get('internet') else 'no'} ({f.get('internet_url')} "
-                         f"{'answered' if f.get('internet') else 'did not answer'})"),
+            ('internet', 'switched off (FASTLESSONS_OFFLINE=1)' if f.get('internet_off') else
+                         f"{'yes' if f.get('internet') else 'no'} ({f.get('internet_url')} {'answered' if f.get('internet') else 'did not answer'})"),
             ('work folder', f"{f.get('work_dir')}: " + (f'{free/1e9:.1f} GB free, ' if free is not None else '') +
                             ('writable' if f.get('writable') else 'not writable'))]
     rows += [(n, (v.get(n) or 'not installed') + (tv if n == 'torchvision' and v.get(n) else '')) for n in PACKAGES if n != 'fastlessons']

@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/training.html.md"""
 
 # %% ../nbs/api/03_training.ipynb #80c8c4d5
 from __future__ import annotations
-from .core import atomic_write, arch_name, url_reachable, cpu_fast_bf16   # first: it sets how torch's threads wait, before torch is imported
+from .core import atomic_write, arch_name, url_reachable, have_internet, cpu_fast_bf16   # first: it sets how torch's threads wait, before torch is imported
 from pathlib import Path
 import os, io, math, time, difflib, tempfile, contextlib, urllib.request, urllib.error
 from urllib.parse import urlparse
@@ -98,8 +98,7 @@ def weights_location(arch, # As for `resolve_arch`
 def _source(url, cached, timeout=3.0):
     "`'cache'`, `'download'` or `None` for weights at `url`, cached in `cached`."
     if cached is not None: return 'cache'
-    if url is None or os.environ.get('FASTLESSONS_OFFLINE'): return None
-    return 'download' if url_reachable(url, timeout) else None
+    return 'download' if url is not None and have_internet(url, timeout) else None
 
 def pretrained_source(arch, # As for `resolve_arch`
                       timeout:float=3.0, # Seconds to wait when checking that the weights can be downloaded
