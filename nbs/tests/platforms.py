@@ -74,11 +74,11 @@ def build_wheel(src, # The project's folder
 def kernel_env(py, # The environment's `python`
                **extra:str, # More variables for the kernel
               )->dict:
-    "The environment variables of a kernel in the environment of `py`: its `bin` first on the `PATH`, and no other virtual environment."
+    "The environment variables of a kernel in the environment of `py`: its `bin` first on the `PATH`, no other virtual environment, and `FASTLESSONS_OFFLINE=1` (a lesson takes its offline path even where the internet is there: the tests must not depend on the web)."
     env = {k:v for k,v in os.environ.items() if k not in ('VIRTUAL_ENV', 'PYTHONPATH', 'PYTHONHOME', 'JUPYTER_PATH')}
     env['PATH'] = os.pathsep.join([str(Path(py).parent), env.get('PATH', '')])
     env['VIRTUAL_ENV'] = str(Path(py).parent.parent)
-    return {**env, 'PYDEVD_DISABLE_FILE_VALIDATION': '1', **extra}
+    return {**env, 'PYDEVD_DISABLE_FILE_VALIDATION': '1', 'FASTLESSONS_OFFLINE': '1', **extra}
 
 def fake_platform(name:str, # 'colab', 'kaggle' or 'local'
                   ipython_dir, # A new folder for the kernel's IPython profile
