@@ -110,13 +110,14 @@ def gather_facts(work_dir='.', # The folder the lessons will write in
     versions = package_versions()
     with ThreadPoolExecutor(2) as ex:
         tv = ex.submit(_timed, try_import, 'torchvision', import_timeout) if versions['torchvision'] else None
-        off = env_switch('FASTLESSONS_OFFLINE', env)   # switched off: the lessons take their offline path, so ask nothing
+        try: off, off_error = env_switch('FASTLESSONS_OFFLINE', env), None   # switched off: the lessons take their offline path, so ask nothing
+        except ValueError as e: off, off_error = None, str(e)
         net = ex.submit(_timed, lambda: not off and url_reachable(internet_url, internet_timeout))
         device, device_s = _timed(device_facts)
         (torchvision, tv_s), (internet, net_s) = tv.result() if tv else ({'ok': None, 'error': None}, 0.0), net.result()
     return dict(platform=detect_platform(env, modules), os=platform.system(), python=platform.python_version(), versions=versions,
                 torchvision_ok=torchvision['ok'], torchvision_error=torchvision['error'], device=device,
-                internet=internet, internet_off=bool(off), internet_url=internet_url, internet_timeout=internet_timeout, **workdir_facts(work_dir),
+                internet=internet, internet_off=bool(off), internet_off_error=off_error, internet_url=internet_url, internet_timeout=internet_timeout, **workdir_facts(work_dir),
                 seconds=dict(torchvision=tv_s, device=device_s, internet=net_s, total=round(time.monotonic()-t0, 2)))
 
 # %% ../nbs/api/11_doctor.ipynb #dde43a85
@@ -169,7 +170,7 @@ def example_facts(platform:str='colab', # 'colab', 'kaggle' or 'local'
              device=dict(kind='cuda' if gpu else 'cpu', name='Tesla T4' if gpu else None, count=int(gpu), torch_error=None,
                          cpu_bf16=False, cpu_bf16_env=None, cpu_bf16_error=None,
                          cpu_flags=dict(avx2=True, avx512f=False, avx512_bf16=False, amx_tile=False, amx_bf16=False)),
-             internet=True, internet_off=False, internet_url='https://duckduckgo.com', internet_timeout=3.0,
+             internet=True, internet_off=False, internet_off_error=None, internet_url='https://duckduckgo.com', internet_timeout=3.0,
              work_dir=dict(colab='/content', kaggle='/kaggle/working', local='/home/learner/course')[platform],
              disk_free=80_000_000_000, writable=True, writable_error=None,
              seconds=dict(torchvision=3.6, device=1.7, internet=0.3, total=3.8))
@@ -260,6 +261,9 @@ def check_widgets(f:dict)->list:
 @_check
 def check_internet(f:dict)->list:
     "No internet, and what the lessons do without it."
+    if f.get('internet_off_error'): return [finding('problem', 'offline-switch', f"{f['internet_off_error']}: the lessons stop at their first cell",
+                                                    'set it to 1 (offline) or 0, or remove it: `os.environ.pop("FASTLESSONS_OFFLINE")` in the notebook, '
+                                                    '`unset FASTLESSONS_OFFLINE` in a terminal')]
     if f.get('internet', True): return []
     if f.get('internet_off'): return [finding('note', 'offline', "FASTLESSONS_OFFLINE=1 switches the internet off for fastlessons: the lessons run on "
                                               "their stand-in data (scikit-learn's handwritten digits), without searching or downloading",
