@@ -1,4 +1,4 @@
-"""Lesson 3's comparison of image models, on this machine: train several architectures on the same data and split, and set their error rate against the time each takes per image.
+"""Lesson 3's question, answered as the course does — timm's published ImageNet accuracy against GPU speed — and on this machine: train several architectures on the same data and split, and set their error rate against the time each takes per image.
 
 Docs: https://fastai.github.io/fastlessons/api/compare.html.md"""
 
@@ -7,12 +7,90 @@ Docs: https://fastai.github.io/fastlessons/api/compare.html.md"""
 # %% ../nbs/api/10_compare.ipynb #b5740ca0
 from __future__ import annotations
 from .core import atomic_write, arch_name   # first: it sets how torch's threads wait, before torch is imported
-import io, os, sys, gc, time, json, math, platform, warnings, contextlib
+import io, os, re, sys, gc, time, json, math, platform, warnings, contextlib
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['n_params', 'time_models', 'time_inference', 'fit_timer', 'cpu_name', 'comparison_context', 'compare_models',
-           'plot_comparison', 'save_comparison']
+__all__ = ['model_family', 'timm_results', 'speed_frontier', 'plot_timm_results', 'n_params', 'time_models', 'time_inference',
+           'fit_timer', 'cpu_name', 'comparison_context', 'compare_models', 'plot_comparison', 'save_comparison']
+
+# %% ../nbs/api/10_compare.ipynb #26ed276f
+_WEB_DATA = r'laion|openai|webli|jft|ig1b|yfcc|swag|seer|m3[08]m'   # in a tag: pretrained on a set of web images far larger than ImageNet
+
+def model_family(name:str, # A timm model name, with or without the tag of its weights: 'resnet50d.ra2_in1k', 'convnext_tiny'
+                )->str:
+    "The family of timm model `name`: its leading letters, `d` for a ResNet-D, `_in22k` or `_web` for more pretraining than ImageNet-1k."
+    arch,_,tag = name.partition('.')
+    m = re.match(r'(?:tf_)?([a-z]+?(?:v\d)?)(?=\d|_|$)', arch)
+    fam = m.group(1) if m else arch
+    if fam == 'resnet' and re.fullmatch(r'resnet\d+d', arch): fam += 'd'
+    if re.search(_WEB_DATA, name): fam += '_web'
+    elif re.search(r'in(?:12|21|22)k', name): fam += '_in22k'
+    return fam
+
+# %% ../nbs/api/10_compare.ipynb #6ed46b52
+_TIMM = dict(repo='huggingface/pytorch-image-models', commit='aa4b5850c1543fa488abf260f18390eda46cf85d', date='2026-08-08',
+             accuracy='results-imagenet.csv', speed='benchmark-infer-amp-nchw-pt291-cu130-5090.csv',
+             hardware='an NVIDIA RTX 5090 (PyTorch 2.9.1, mixed precision)')
+
+def timm_results():
+    "timm's ImageNet top-1 and top-5 for each pretrained model and image size, with images per second at that size, from the files shipped here."
+    import pandas as pd
+    from importlib.resources import files
+    d = files('fastlessons')/'timm_results'
+    with (d/_TIMM['accuracy']).open('rb') as f: acc = pd.read_csv(f, thousands=',')   # param_count is written '1,014.45'
+    with (d/_TIMM['speed']).open('rb') as f: speed = pd.read_csv(f, thousands=',')
+    acc['arch'] = acc.model.str.partition('.')[0]
+    speed = speed.rename(columns={'model': 'arch', 'infer_img_size': 'img_size', 'infer_samples_per_sec': 'img_per_s'})
+    df = acc.merge(speed[['arch', 'img_size', 'img_per_s']], on=['arch', 'img_size'], validate='many_to_one')
+    df['family'] = df.model.map(model_family)
+    df = df.rename(columns={'param_count': 'params_m'})[['model', 'arch', 'family', 'img_size', 'top1', 'top5', 'params_m', 'img_per_s']]
+    df.attrs.update(_TIMM, files=[str(d/_TIMM[k]) for k in ('accuracy', 'speed')], n_accuracy=len(acc))
+    return df
+
+# %% ../nbs/api/10_compare.ipynb #8835cf18
+def speed_frontier(df, # Rows with `img_per_s` and `top1`, e.g. from `timm_results`
+                  ): # The rows more accurate than every faster row, fastest first
+    "The rows that no faster (or equally fast) row matches in top-1: the best accuracy at each speed."
+    d = df.sort_values(['img_per_s', 'top1'], ascending=False)
+    return d[d.top1 > d.top1.cummax().shift(fill_value=-math.inf)]
+
+# %% ../nbs/api/10_compare.ipynb #41fe6dc0
+_FAMILIES = ('resnet', 'resnetd', 'convnext', 'convnext_in22k', 'levit', 'vit', 'vit_in22k', 'regnetx', 'regnety', 'regnetz',
+             'efficientnet', 'swin', 'swin_in22k', 'beit_in22k', 'vgg')
+_HIGHLIGHT = ('resnet', 'convnext', 'convnext_in22k', 'levit')
+
+def plot_timm_results(df=None, # A table from `timm_results`, or some of its rows; `None`: all of it
+                      families=_FAMILIES, # The families to draw, in this order in the legend
+                      highlight=_HIGHLIGHT, # Families drawn bigger, with their frontier and their name
+                      ax=None, # Axes to draw on; `None`: a new figure
+                     ): # The Axes
+    "The course's chart: ImageNet top-1 against images per second (log scale), one colour per family, the `highlight`ed ones labelled."
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    if df is None: df = timm_results()
+    if ax is None: _,ax = plt.subplots(figsize=(10, 6))
+    t20 = plt.get_cmap('tab20').colors
+    order = [f for f in families if f in highlight] + [f for f in families if f not in highlight]   # the strongest colours to the highlighted
+    colour = dict(zip(order, (t20[0::2] + t20[1::2]) * (1 + len(order)//20)))
+    for f in families:
+        d,hi = df[df.family == f],f in highlight
+        if d.empty: continue
+        ax.scatter(d.img_per_s, d.top1, s=30 if hi else 12, color=colour[f], alpha=0.9 if hi else 0.6, label=f,
+                   edgecolors='k' if hi else 'none', linewidths=0.4, zorder=3 if hi else 2)
+        if not hi: continue
+        fr = speed_frontier(d)
+        ax.plot(fr.img_per_s, fr.top1, color=colour[f], lw=2, zorder=4)
+        ax.annotate(f, (fr.img_per_s.iloc[-1], fr.top1.iloc[-1]), xytext=(0, 7), textcoords='offset points', ha='center', color=colour[f],
+                    fontweight='bold', zorder=5, bbox=dict(boxstyle='round,pad=0.15', fc='white', ec='none', alpha=0.8))
+    a = df.attrs
+    ax.set_xscale('log'); ax.set_xlabel(f"images per second, inference on {a.get('hardware', 'a GPU')} (log scale)")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5))); ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x,_: f'{x:,.0f}'))   # plain numbers: 200, 500, 1,000, …
+    ax.set_ylabel('ImageNet top-1 accuracy (%)'); ax.grid(alpha=0.3)
+    ax.legend(title='family', fontsize=8, markerscale=1.5, loc='upper left', bbox_to_anchor=(1.01, 1))
+    if 'commit' in a: ax.set_title(f"timm's published results: {a['repo']} at commit {a['commit'][:7]}", fontsize=10)
+    return ax
 
 # %% ../nbs/api/10_compare.ipynb #884516e1
 def n_params(model, # A PyTorch module
