@@ -7,7 +7,7 @@ Docs: https://fastai.github.io/fastlessons/api/doctor.html.md"""
 # %% ../nbs/api/11_doctor.ipynb #1c4e10c9
 from __future__ import annotations
 from .core import url_reachable, env_switch, cpu_flags, cpu_fast_bf16
-import os, re, sys, json, time, shutil, platform, tempfile, subprocess, importlib, importlib.metadata
+import os, re, sys, json, time, datetime, shutil, platform, tempfile, subprocess, importlib, importlib.metadata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -115,7 +115,7 @@ def gather_facts(work_dir='.', # The folder the lessons will write in
         net = ex.submit(_timed, lambda: not off and url_reachable(internet_url, internet_timeout))
         device, device_s = _timed(device_facts)
         (torchvision, tv_s), (internet, net_s) = tv.result() if tv else ({'ok': None, 'error': None}, 0.0), net.result()
-    return dict(platform=detect_platform(env, modules), os=platform.system(), python=platform.python_version(), versions=versions,
+    return dict(date=datetime.date.today().isoformat(), platform=detect_platform(env, modules), os=platform.system(), python=platform.python_version(), versions=versions,
                 torchvision_ok=torchvision['ok'], torchvision_error=torchvision['error'], device=device,
                 internet=internet, internet_off=bool(off), internet_off_error=off_error, internet_url=internet_url, internet_timeout=internet_timeout, **workdir_facts(work_dir),
                 seconds=dict(torchvision=tv_s, device=device_s, internet=net_s, total=round(time.monotonic()-t0, 2)))
@@ -165,7 +165,7 @@ def example_facts(platform:str='colab', # 'colab', 'kaggle' or 'local'
                  )->dict:
     "The facts of a healthy machine on `platform`, with `overrides`: for tests and examples."
     gpu = platform != 'local'
-    f = dict(platform=platform, os='Linux', python=dict(colab='3.13.7', kaggle='3.12.11', local='3.12.3')[platform],
+    f = dict(date=None, platform=platform, os='Linux', python=dict(colab='3.13.7', kaggle='3.12.11', local='3.12.3')[platform],
              versions=dict(fastlessons='0.0.1', **_EXAMPLE_VERSIONS[platform]), torchvision_ok=True, torchvision_error=None,
              device=dict(kind='cuda' if gpu else 'cpu', name='Tesla T4' if gpu else None, count=int(gpu), torch_error=None,
                          cpu_bf16=False, cpu_bf16_env=None, cpu_bf16_error=None,
@@ -334,14 +334,14 @@ def _where(f:dict)->str: return f"{_PLATFORM_NAMES.get(f.get('platform'), f.get(
 
 def doctor_summary(facts:dict|None=None, # From `gather_facts`; None: gather them now
                   )->str: # One line
-    "One line for a lesson's first cell: where it runs, what with, and how many problems `fastlessons-doctor` would report."
+    "One line for a lesson's first cell: where it runs, what with, how many problems `fastlessons-doctor` would report, and the date (so a lesson's stored outputs say when and where they were made)."
     f = gather_facts() if facts is None else facts
     fs = check(f)
     v, n = f.get('versions', {}), sum(x['level'] == 'problem' for x in fs)
     status = (f"{n} problem{'s'*(n>1)}: run fastlessons-doctor (or doctor()) for the fix{'es'*(n>1)}" if n else 'no problems')
     def ver(k): return f"{k} {v.get(k) or 'not installed'}"
     return ' · '.join([ver('fastlessons'), _where(f), f"Python {'.'.join(str(f.get('python')).split('.')[:2])}", ver('torch'), ver('fastai'),
-                       _device_str(f), _internet_str(f, fs), status])
+                       _device_str(f), _internet_str(f, fs), status] + ([f"run on {f['date']}"] if f.get('date') else []))
 
 def _internet_str(f, fs):
     "Whether the internet is there; if not, that the lesson runs on stand-in data, and on Kaggle how to switch it on."

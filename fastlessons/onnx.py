@@ -135,12 +135,14 @@ def check_onnx(learn, # The learner that was exported
 def save_examples(learn, # A learner with its data (not one loaded for prediction only)
                   dest='examples', # Folder to copy them to (created if needed)
                   per_class:int=1, # How many images of each class
+                  vocab=None, # The classes' names for the files, in the order of `learn.dls.vocab`; default that vocab
                  )->list: # The files written, as strings
     "Copy a few validation images of each class to `dest`, for the app's examples."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    ds,seen,out = learn.dls.valid_ds,{},[]
+    ds,seen,out,names = learn.dls.valid_ds,{},[],learn.dls.vocab if vocab is None else vocab
+    if len(names) != len(learn.dls.vocab): raise ValueError(f"vocab has {len(names)} names, the learner {len(learn.dls.vocab)} classes: {list(learn.dls.vocab)}")
     for f,y in zip(ds.items, ds.tls[1]):
-        c = str(learn.dls.vocab[int(y)])
+        c = str(names[int(y)])
         if seen.get(c, 0) >= per_class or not isinstance(f, (str, Path)): continue
         seen[c] = seen.get(c, 0) + 1
         to = dest/f"{re.sub(r'[^A-Za-z0-9_-]+', '_', c)}_{seen[c]}{Path(f).suffix.lower()}"
