@@ -111,8 +111,9 @@ def split_of(path, # Dataset folder
              valid_pct:float=0.2, # As in `RandomSplitter`
              seed:int=42, # As in `RandomSplitter`
             )->dict: # file → 'train' or 'valid'
-    "Which side of the split each image of `path` falls on, as fastai's `get_image_files` + `RandomSplitter` make it."
-    from fastai.data.transforms import get_image_files, RandomSplitter  # imported here: this module does not load fastai
+    "Which side of the split each image of `path` falls on, as `get_image_files` + `RandomSplitter` make it."
+    from fastai.data.transforms import RandomSplitter  # imported here: this module does not load fastai
+    from fastlessons.images import get_image_files
     files = get_image_files(path)
     tr,va = RandomSplitter(valid_pct=valid_pct, seed=seed)(files)
     return {**{Path(files[i]): 'train' for i in tr}, **{Path(files[i]): 'valid' for i in va}}

@@ -22,8 +22,8 @@ from .core import atomic_write, clean_partials, unique_dest, append_jsonl, read_
 __all__ = ['SEARCH_OPTIONS', 'MANIFEST', 'sniff_image', 'backoff', 'SearchError', 'failure_kind', 'with_retries', 'check_options',
            'ddg_page', 'ddg_search', 'search_cache_dir', 'serpapi_search', 'local_search', 'search_images',
            'search_images_ddg', 'image_name', 'check_content_type', 'check_image_bytes', 'DownloadError', 'fetch_image',
-           'read_manifest', 'DownloadReport', 'download_images', 'image_files', 'fit_size', 'to_rgb', 'decode_error',
-           'png_error', 'fix_image', 'quarantine_file', 'VerifyReport', 'verify_resize', 'download_url',
+           'read_manifest', 'DownloadReport', 'download_images', 'image_files', 'fit_size', 'get_image_files', 'to_rgb',
+           'decode_error', 'png_error', 'fix_image', 'quarantine_file', 'VerifyReport', 'verify_resize', 'download_url',
            'verify_images', 'resize_images']
 
 # %% ../nbs/api/01_images.ipynb #f132384d
@@ -534,6 +534,15 @@ def fit_size(size:tuple, # (width, height)
     if max(w,h) <= max_size: return (w,h)
     r = max_size/max(w,h)
     return (max(1, round(w*r)), max(1, round(h*r)))
+
+# %% ../nbs/api/01_images.ipynb #5e8b98bb
+def get_image_files(path, # Folder to look in
+                    recurse:bool=True, # Look in subfolders too
+                    folders=None, # Only these subfolders of `path`
+                   )->L: # Image files, sorted
+    "fastai's `get_image_files`, sorted, so that a seeded `RandomSplitter` makes the same split on every file system."
+    from fastai.data.transforms import get_image_files as fastai_get_image_files   # here: importing this module does not load fastai
+    return L(sorted(fastai_get_image_files(path, recurse=recurse, folders=folders)))
 
 # %% ../nbs/api/01_images.ipynb #c0799c0e
 def to_rgb(im:Image.Image, # Any PIL image

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 from fastai.vision.all import *
 from fastai.vision import learner as fastai_learner
 from fastai.distributed import DistributedDL, DistributedTrainer
+from .images import get_image_files   # fastai's, sorted: a seeded split is the same on every file system
 
 # %% auto #0
 __all__ = ['image_datablock', 'resolve_arch', 'timm_name', 'weights_location', 'pretrained_source', 'vision_learner',
