@@ -4,11 +4,12 @@ Everything is served on 127.0.0.1; the kernel it is meant for sends every other 
 pretrained weights can be had and the lessons take their fallback (training from scratch). A test helper: it is not
 part of the package.
 usage: with LoopbackWeb(folder) as web: run a notebook with web.prelude() as its first cell and web.env() in its kernel."""
-import io, json, re, socket, tarfile, threading, time, urllib.parse
+import io, json, re, tarfile, threading, time, urllib.parse
 from collections import Counter
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 from pathlib import Path
 from PIL import Image
+from fastcore.net import free_port
 
 # What a search term finds: the first keyword it holds names the handwritten digit that plays that class.
 KEYWORDS = [('grizzly', 0), ('black', 4), ('teddy', 7), ('bird', 3), ('forest', 7)]
@@ -125,13 +126,8 @@ del _LoopbackDDGS, _url_reachable"""
 
     def env(self, caches)->dict:
         "Environment variables for a kernel on this web: online, every other address sent to a closed port, and empty caches in `caches`."
-        closed = f'http://127.0.0.1:{_closed_port()}'
+        closed = f'http://127.0.0.1:{free_port("127.0.0.1")}'   # taken and let go: nothing listens there
         caches = Path(caches)
         return {'FASTLESSONS_OFFLINE': '0', 'http_proxy': closed, 'https_proxy': closed, 'HTTP_PROXY': closed, 'HTTPS_PROXY': closed,
                 'no_proxy': '127.0.0.1,localhost', 'NO_PROXY': '127.0.0.1,localhost', 'TORCH_HOME': str(caches/'torch'),
-                'HF_HOME': str(caches/'hf'), 'FASTAI_HOME': str(caches/'fastai'), 'FASTLESSONS_CACHE': str(caches/'fastlessons'),
-}
-
-def _closed_port()->int:
-    "A port on 127.0.0.1 that nothing listens on (taken and let go)."
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+                'HF_HOME': str(caches/'hf'), 'FASTAI_HOME': str(caches/'fastai'), 'FASTLESSONS_CACHE': str(caches/'fastlessons')}
