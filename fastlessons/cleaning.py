@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/cleaning.html.md"""
 
 # %% ../nbs/api/04_cleaning.ipynb #58e9add4
 from __future__ import annotations
-from .core import unique_dest, move_noclobber, file_sha256, append_jsonl, read_jsonl, widget_data   # first: it sets how torch's threads wait, before torch is imported
+from .core import claim_name, move_noclobber, file_sha256, append_jsonl, read_jsonl, widget_data   # first: it sets how torch's threads wait, before torch is imported
 from pathlib import Path
 from typing import NamedTuple
 from functools import partial
@@ -148,16 +148,22 @@ def apply_cleaning(path, # The dataset folder (one folder per class)
     journal,batch,seq,moves = _journal(root),1+max((r['batch'] for r in recs), default=0),0,[]
     for kind,rel,label in plan:
         src = root/rel
-        if kind=='delete': dst = unique_dest(store/'trash'/rel); dst.parent.mkdir(parents=True, exist_ok=True)
+        if kind=='delete': dst = store/'trash'/rel; dst.parent.mkdir(parents=True, exist_ok=True)
         else:
             folder = src.parent.parent/label
             if not folder.exists():
                 _append(journal, op='mkdir', batch=batch, seq=seq, dir=folder.relative_to(root).as_posix()); seq += 1
                 folder.mkdir()
-            dst = unique_dest(folder/src.name)
-        rdst = dst.relative_to(store/'trash' if kind=='delete' else root).as_posix()
-        _append(journal, op='move', batch=batch, seq=seq, kind=kind, label=label, src=rel, dst=rdst, sha256=file_sha256(src))
-        move_noclobber(src, dst)
+            dst = folder/src.name
+        sha = file_sha256(src)
+        def take(p):   # journal, then move; a name taken meanwhile voids the record
+            nonlocal seq
+            if os.path.lexists(p): raise FileExistsError(p)
+            rdst = p.relative_to(store/'trash' if kind=='delete' else root).as_posix()
+            _append(journal, op='move', batch=batch, seq=seq, kind=kind, label=label, src=rel, dst=rdst, sha256=sha)
+            try: move_noclobber(src, p)
+            except FileExistsError: _append(journal, op='void', batch=batch, seq=seq); seq += 1; raise
+        dst = claim_name(dst, take)
         _append(journal, op='done', batch=batch, seq=seq); seq += 1
         moves.append(Move(kind, src, dst))
     return moves

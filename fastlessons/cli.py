@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/cli.html.md"""
 
 # %% ../nbs/api/12_cli.ipynb #6cf47785
 from __future__ import annotations
-from .core import arch_name, atomic_write, command, is_cli   # first: it sets how torch's threads wait, before torch is imported
+from .core import arch_name, atomic_write, claim_name, command, is_cli   # first: it sets how torch's threads wait, before torch is imported
 import sys, os, json, time, shutil, tempfile, warnings, contextlib
 from pathlib import Path
 from .datasets import digits_dataset
@@ -57,11 +57,7 @@ def digits_cli(path:str, # Folder to write the class folders into
 def _run_dir(out, name:str)->Path:
     "A new folder `out/name`, or `out/name-2`, `-3`, ... if that exists: a run never writes over an earlier one."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 10_000):
-        p = out/(name if i==1 else f"{name}-{i}")
-        try: p.mkdir(); return p
-        except FileExistsError: continue
-    raise FileExistsError(f"too many runs named {name!r} in {out}")
+    return claim_name(out/name, os.mkdir, first=2)
 
 # %% ../nbs/api/12_cli.ipynb #a8069fef
 def _search_dataset(terms, dest:Path, max_images:int):

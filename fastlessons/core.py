@@ -8,12 +8,12 @@ Docs: https://fastai.github.io/fastlessons/api/core.html.md"""
 from __future__ import annotations
 from functools import partial
 from pathlib import Path
-import os, json, hashlib, tempfile
+import os, stat, json, shutil, hashlib, secrets, itertools
 
 # %% auto #0
-__all__ = ['atomic_write', 'clean_partials', 'unique_dest', 'move_noclobber', 'append_jsonl', 'read_jsonl', 'file_sha256',
-           'arch_name', 'env_switch', 'url_reachable', 'have_internet', 'cpu_flags', 'cpu_fast_bf16', 'is_cli',
-           'command', 'widget_data']
+__all__ = ['atomic_write', 'clean_partials', 'free_names', 'claim_name', 'move_noclobber', 'append_jsonl', 'read_jsonl',
+           'file_sha256', 'arch_name', 'env_switch', 'url_reachable', 'have_internet', 'cpu_flags', 'cpu_fast_bf16',
+           'is_cli', 'command', 'widget_data']
 
 # %% ../nbs/api/00_core.ipynb #b8331197
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -21,19 +21,34 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 # %% ../nbs/api/00_core.ipynb #dac0195d
 _TMP_PREFIX, _TMP_SUFFIX = '.fastlessons-', '.part'
 
+def _create_new(path, # A file that must not exist yet
+               )->int: # A descriptor open for writing
+    "Create `path`, failing with `FileExistsError` if anything is there; its mode is what `open` gives (0666 less the umask)."
+    return os.open(path, os.O_WRONLY|os.O_CREAT|os.O_EXCL|getattr(os, 'O_BINARY', 0), 0o666)
+
+def _tmp_file(folder)->tuple:
+    "A new temporary file of ours in `folder`: (descriptor, path)."
+    while True:
+        tmp = Path(folder)/f'{_TMP_PREFIX}{secrets.token_hex(8)}{_TMP_SUFFIX}'
+        try: return _create_new(tmp), tmp
+        except FileExistsError: pass
+
 def atomic_write(path, # File to write
                  data:bytes, # Its whole contents
-                )->Path: # `path`
+                 new:bool=False, # Never replace a file: write to the first free name like `path` (`claim_name`)
+                )->Path: # The file written: `path`, or with `new` the name taken
     "Write `data` to `path` through a temporary file in the same folder and an atomic rename."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd,tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
+    fd,tmp = _tmp_file(path.parent)
     try:
         with os.fdopen(fd, 'wb') as f: f.write(data)
+        if new: return claim_name(path, partial(move_noclobber, tmp))
+        try: os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))   # a file replaced keeps its mode
+        except FileNotFoundError: pass
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
-    return path
+        return path
+    finally: tmp.unlink(missing_ok=True)
 
 def clean_partials(folder # Folder to tidy
                   )->int: # How many leftovers were removed
@@ -44,30 +59,49 @@ def clean_partials(folder # Folder to tidy
     return n
 
 # %% ../nbs/api/00_core.ipynb #7cc93fe6
-def unique_dest(dest # The path we would like to write to
-               )->Path: # `dest` itself if free, else `stem-1.ext`, `stem-2.ext`, … — the first that is free
-    "A path like `dest` that does not exist yet, so moving a file there never overwrites another."
+def free_names(dest, # The name we would like
+               first:int=1, # The number of the first alternative
+              ):
+    "`dest`, then `stem-{first}.ext`, `stem-{first+1}.ext`, …"
     dest = Path(dest)
-    if not dest.exists(): return dest
-    for i in range(1, 1_000_000):
-        cand = dest.with_name(f'{dest.stem}-{i}{dest.suffix}')
-        if not cand.exists(): return cand
-    raise FileExistsError(f"no free name like {dest}")
+    yield dest
+    for i in itertools.count(first): yield dest.with_name(f'{dest.stem}-{i}{dest.suffix}')
+
+def claim_name(dest, # The name we would like
+               take, # `take(path)` creates `path` atomically, raising `FileExistsError` if it exists
+               first:int=1, # The number of the first alternative: `stem-{first}.ext`
+               tries:int=100_000, # Give up after this many names
+              )->Path: # The name taken
+    "Take the first free name like `dest` with `take`, in one atomic step per name: two takers never get the same one."
+    for p in itertools.islice(free_names(dest, first), tries):
+        try: take(p); return p
+        except FileExistsError: continue
+    raise FileExistsError(f"no free name like {dest} in {tries} tries")
 
 # %% ../nbs/api/00_core.ipynb #a84ea0e5
 def move_noclobber(src, # The file to move
                    dst, # Where it goes; nothing may be there yet
+                   keep:bool=False, # Leave `src` where it is as well (a hard link, or a copy where links are impossible)
                   )->Path: # `dst`
-    "Move the file `src` to `dst`, refusing to replace anything already at `dst`."
+    "Move the file `src` to `dst`, refusing to replace anything already at `dst` (`FileExistsError`)."
     src,dst = Path(src),Path(dst)
     if not src.is_file(): raise FileNotFoundError(f"nothing to move: {src} is not a file")
+    exists = FileExistsError(f"{dst} already exists; not overwriting it")
     try: os.link(src, dst)
-    except FileExistsError: raise FileExistsError(f"{dst} already exists; not overwriting it") from None
-    except OSError:  # this disk has no hard links
-        if os.path.lexists(dst): raise FileExistsError(f"{dst} already exists; not overwriting it") from None
-        os.rename(src, dst)
+    except FileExistsError: raise exists from None
+    except OSError:  # no hard links on this disk, or `dst` is on another one: take the name first
+        try: os.close(_create_new(dst))
+        except FileExistsError: raise exists from None
+        try:
+            if keep: shutil.copy2(src, dst)
+            else:
+                try: os.replace(src, dst)
+                except OSError: shutil.copy2(src, dst); os.unlink(src)   # another disk
+        except BaseException:
+            if src.exists(): dst.unlink(missing_ok=True)   # `src` is intact: drop the name taken
+            raise
         return dst
-    os.unlink(src)
+    if not keep: os.unlink(src)
     return dst
 
 # %% ../nbs/api/00_core.ipynb #af09dea1

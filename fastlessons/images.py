@@ -10,13 +10,14 @@ import os, io, re, json, time, random, hashlib, heapq, tempfile, threading, sock
 import urllib.request, urllib.error, http.client
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, unquote
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 from fastcore.foundation import L
-from .core import atomic_write, clean_partials, unique_dest, append_jsonl, read_jsonl
+from .core import atomic_write, clean_partials, claim_name, move_noclobber, append_jsonl, read_jsonl
 
 # %% auto #0
 __all__ = ['SEARCH_OPTIONS', 'MANIFEST', 'sniff_image', 'backoff', 'SearchError', 'failure_kind', 'with_retries', 'check_options',
@@ -611,8 +612,7 @@ def fix_image(fn, # Image file
             im2 = to_rgb(ImageOps.exif_transpose(im))
             if max(im2.size) > max_size: im2 = im2.resize(fit_size(im2.size, max_size), Image.BICUBIC, reducing_gap=3.)
         buf = io.BytesIO(); im2.save(buf, ofmt, **_SAVE[ofmt])
-        if out == fn and dest != fn: dest = unique_dest(dest)  # in place, a new name never replaces another file
-        atomic_write(dest, buf.getvalue())
+        dest = atomic_write(dest, buf.getvalue(), new=out == fn and dest != fn)  # in place, a new name never replaces another file
         if dest.resolve() != fn.resolve() and out == fn: fn.unlink()  # in place: the converted copy replaces it
         return ('resized' if max(w,h) > max_size else 'converted'), str(dest)
     except Image.DecompressionBombError as e: return 'broken', f'decompression bomb: {e}'
@@ -628,13 +628,9 @@ def quarantine_file(fn, # File to move aside
                    )->Path: # Where the file is now (with `link`: where its quarantined twin is)
     "Move `fn` into `qdir` (never overwriting) and record `reason` in `qdir/reasons.jsonl`."
     fn, qdir = Path(fn), Path(qdir)
-    target = unique_dest(qdir/(rel or fn.name))
+    target = qdir/(rel or fn.name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not link: shutil.move(str(fn), str(target))
-    else:
-        try: os.link(fn, target)
-        except FileExistsError: raise
-        except OSError: shutil.copy2(fn, target)  # a disk without hard links
+    target = claim_name(target, partial(move_noclobber, fn, keep=link))
     append_jsonl(qdir/'reasons.jsonl', {'file': str(target.relative_to(qdir)), 'from': str(fn), 'reason': reason})
     return target
 
