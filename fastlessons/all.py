@@ -8,7 +8,8 @@ Docs: https://fastai.github.io/fastlessons/api/all.html.md"""
 __all__ = []
 
 # %% ../nbs/api/all.ipynb #32974f93
-from . import core   # first: it sets how torch's threads wait, which torch reads when it is imported
+from .core import passive_threads
+passive_threads()   # this is an entry point: torch's idle threads sleep, which torch reads when it is first imported, just below
 import warnings
 with warnings.catch_warnings():  # fastai's own use of `torch.jit.script` warns at import: nothing a learner can act on
     warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)

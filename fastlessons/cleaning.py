@@ -6,11 +6,11 @@ Docs: https://fastai.github.io/fastlessons/api/cleaning.html.md"""
 
 # %% ../nbs/api/04_cleaning.ipynb #58e9add4
 from __future__ import annotations
-from .core import claim_name, move_noclobber, file_sha256, append_jsonl, read_jsonl, widget_data   # first: it sets how torch's threads wait, before torch is imported
+from .core import claim_name, move_noclobber, file_sha256, append_jsonl, read_jsonl, widget_data
 from pathlib import Path
 from typing import NamedTuple
 from functools import partial
-import os, io, json, html, base64, hashlib
+import os, io, html, base64
 
 from PIL import Image
 from fastcore.foundation import L

@@ -6,8 +6,8 @@ Docs: https://fastai.github.io/fastlessons/api/cli.html.md"""
 
 # %% ../nbs/api/12_cli.ipynb #6cf47785
 from __future__ import annotations
-from .core import arch_name, atomic_write, claim_name, command, is_cli   # first: it sets how torch's threads wait, before torch is imported
-import sys, os, json, time, shutil, tempfile, warnings, contextlib
+from .core import arch_name, atomic_write, claim_name, command, is_cli
+import sys, os, json, time, tempfile, warnings, contextlib
 from pathlib import Path
 from .datasets import digits_dataset
 

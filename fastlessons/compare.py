@@ -6,13 +6,13 @@ Docs: https://fastai.github.io/fastlessons/api/compare.html.md"""
 
 # %% ../nbs/api/10_compare.ipynb #b5740ca0
 from __future__ import annotations
-from .core import atomic_write, arch_name   # first: it sets how torch's threads wait, before torch is imported
-import io, os, re, sys, gc, time, json, math, platform, warnings, contextlib
+from .core import atomic_write, arch_name, cpu_flags, cpu_name, torch_threads
+import io, os, re, sys, gc, time, json, math, contextlib
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['model_family', 'timm_results', 'speed_frontier', 'plot_timm_results', 'n_params', 'time_models', 'time_inference',
-           'fit_timer', 'cpu_name', 'comparison_context', 'compare_models', 'plot_comparison', 'save_comparison']
+           'fit_timer', 'comparison_context', 'compare_models', 'plot_comparison', 'save_comparison']
 
 # %% ../nbs/api/10_compare.ipynb #26ed276f
 _WEB_DATA = r'laion|openai|webli|jft|ig1b|yfcc|swag|seer|m3[08]m'   # in a tag: pretrained on a set of web images far larger than ImageNet
@@ -98,16 +98,6 @@ def n_params(model, # A PyTorch module
     "Number of parameters (weights and biases) of `model`."
     return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/api/10_compare.ipynb #cff1da0d
-@contextlib.contextmanager
-def _num_threads(n):
-    "PyTorch uses `n` threads inside the `with` block (`None`: leave it as it is)."
-    import torch
-    old = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try: yield torch.get_num_threads()
-    finally: torch.set_num_threads(old)
-
 # %% ../nbs/api/10_compare.ipynb #a920e80e
 def time_models(models, # PyTorch modules, all taking `xb`
                 xb, # A batch of inputs, on the device the models are on
@@ -121,7 +111,7 @@ def time_models(models, # PyTorch modules, all taking `xb`
     modes,best = [m.training for m in models],[math.inf]*len(models)
     try:
         for m in models: m.eval()
-        with _num_threads(threads), torch.inference_mode():
+        with torch_threads(threads), torch.inference_mode():
             for m in models:
                 for _ in range(warmup): m(xb)
             for _ in range(max(1, repeats)):
@@ -150,18 +140,9 @@ def fit_timer():
     return FitTimer()
 
 # %% ../nbs/api/10_compare.ipynb #c850c190
-def cpu_name()->str:
-    "This CPU's model name, from `/proc/cpuinfo` where there is one."
-    try:
-        for l in Path('/proc/cpuinfo').read_text().splitlines():
-            if l.startswith('model name'): return l.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine() or 'unknown CPU'
-
 def comparison_context()->dict:
     "The machine the timings come from: CPU, its flags, threads, and the versions of torch, timm and fastai."
     import torch, timm, fastai
-    from fastlessons.core import cpu_flags
     return dict(cpu=cpu_name(), cpu_flags=[k for k,v in cpu_flags().items() if v], cores=os.cpu_count(),
                 threads=torch.get_num_threads(), torch=torch.__version__, timm=timm.__version__, fastai=fastai.__version__)
 
@@ -201,7 +182,7 @@ def compare_models(path, # Folder of class folders, e.g. from `digits_dataset`
     srcs = [pretrained_source(a) if pretrained else None for a in archs]
     size = size or (192 if any(srcs) else scratch_size(data_size(files)))
     rows,models,valid,xb = [],[],None,None
-    with _num_threads(threads):
+    with torch_threads(threads):
         for a,name,src in zip(archs, names, srcs):
             timer = fit_timer()
             learn,row = _train(path, a, name, src, timer, progress, epochs=epochs, size=size, seed=seed, cbs=[*(cbs or []), timer], **kwargs)

@@ -8,15 +8,18 @@ Docs: https://fastai.github.io/fastlessons/api/core.html.md"""
 from __future__ import annotations
 from functools import partial
 from pathlib import Path
-import os, stat, json, shutil, hashlib, secrets, itertools
+import os, sys, stat, json, shutil, hashlib, secrets, itertools, contextlib
 
 # %% auto #0
-__all__ = ['atomic_write', 'clean_partials', 'free_names', 'claim_name', 'move_noclobber', 'append_jsonl', 'read_jsonl',
-           'file_sha256', 'arch_name', 'env_switch', 'url_reachable', 'have_internet', 'cpu_flags', 'cpu_fast_bf16',
-           'is_cli', 'command', 'widget_data']
+__all__ = ['passive_threads', 'atomic_write', 'clean_partials', 'free_names', 'claim_name', 'move_noclobber', 'append_jsonl',
+           'read_jsonl', 'file_sha256', 'arch_name', 'env_switch', 'url_reachable', 'have_internet', 'cpu_flags',
+           'cpu_name', 'cpu_fast_bf16', 'torch_threads', 'is_cli', 'command', 'widget_data']
 
 # %% ../nbs/api/00_core.ipynb #b8331197
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+def passive_threads()->bool: # Whether it still takes effect: torch is not imported yet
+    "Let PyTorch's idle CPU threads sleep rather than spin (`OMP_WAIT_POLICY=PASSIVE`) unless it is set already: for entry points, before torch is imported."
+    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+    return 'torch' not in sys.modules
 
 # %% ../nbs/api/00_core.ipynb #dac0195d
 _TMP_PREFIX, _TMP_SUFFIX = '.fastlessons-', '.part'
@@ -169,12 +172,22 @@ def have_internet(url:str='https://duckduckgo.com', # An address on the internet
     return not env_switch('FASTLESSONS_OFFLINE') and url_reachable(url, timeout)
 
 # %% ../nbs/api/00_core.ipynb #964c9f82
+def _cpuinfo()->dict:
+    "The first processor's fields in `/proc/cpuinfo` (none where that does not exist)."
+    try: first = Path('/proc/cpuinfo').read_text().split('\n\n')[0]
+    except OSError: return {}
+    return {k.strip(): v.strip() for k,_,v in (l.partition(':') for l in first.splitlines())}
+
 def cpu_flags(wanted=('avx2','avx512f','avx512_bf16','amx_tile','amx_bf16'), # Flags to look for
              )->dict: # flag -> present
     "Which of the `wanted` instruction-set flags this CPU has, from `/proc/cpuinfo` (all False where that does not exist)."
-    try: flags = set(next(l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('flags')).split(':',1)[1].split())
-    except (OSError, StopIteration): flags = set()
+    flags = set(_cpuinfo().get('flags', '').split())
     return {f: f in flags for f in wanted}
+
+def cpu_name()->str:
+    "This CPU's model name, from `/proc/cpuinfo` where there is one."
+    import platform
+    return _cpuinfo().get('model name') or platform.processor() or platform.machine() or 'unknown CPU'
 
 # %% ../nbs/api/00_core.ipynb #4f2b9108
 def cpu_fast_bf16()->bool:
@@ -183,8 +196,19 @@ def cpu_fast_bf16()->bool:
     fl = cpu_flags()
     return fl['avx512_bf16'] or fl['amx_bf16']
 
+# %% ../nbs/api/00_core.ipynb #42e35b70
+@contextlib.contextmanager
+def torch_threads(n:int|None, # Threads inside the block; `None` (or 0): as they are
+                 ):
+    "PyTorch uses `n` threads inside the `with` block, which gets the number in use; after it, as many as before."
+    import torch
+    old = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try: yield torch.get_num_threads()
+    finally: torch.set_num_threads(old)
+
 # %% ../nbs/api/00_core.ipynb #73bde16f
-import argparse, contextvars, inspect, sys
+import argparse, contextvars, inspect
 _cli_func = contextvars.ContextVar('fastlessons_cli_func', default=None)
 
 def is_cli(func=None # A command; `None`: any
@@ -223,7 +247,7 @@ def command(func=None, # The function to run as a command
     "Give `func` a `main(argv=None)` that runs it as a console command with the arguments on the command line."
     if func is None: return partial(command, pos=pos)
     def main(argv:list|None=None)->int|None: # The exit status, for `sys.exit`
-        _safe_streams()
+        _safe_streams(); passive_threads()
         params = inspect.signature(func).parameters
         ns = vars(_parser(func, Path(sys.argv[0]).name or func.__name__, pos).parse_args(argv))
         args = [a for k,prm in params.items() if k in ns and prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from dataclasses import dataclass
 from urllib.parse import urlparse
-import os, io, re, json, time, random, hashlib, tempfile
+import io, re, json, time, random, hashlib, tempfile
 
 import numpy as np
 from PIL import Image

@@ -7,7 +7,7 @@ Docs: https://fastai.github.io/fastlessons/api/doctor.html.md"""
 # %% ../nbs/api/11_doctor.ipynb #1c4e10c9
 from __future__ import annotations
 from .core import url_reachable, env_switch, cpu_flags, cpu_fast_bf16
-import os, re, sys, json, time, datetime, shutil, platform, tempfile, subprocess, importlib, importlib.metadata
+import os, re, sys, time, datetime, shutil, platform, tempfile, subprocess, importlib, importlib.metadata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 

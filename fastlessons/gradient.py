@@ -6,9 +6,8 @@ Docs: https://fastai.github.io/fastlessons/api/gradient.html.md"""
 
 # %% ../nbs/api/06_gradient.ipynb #1514ca1c
 from __future__ import annotations
-from .core import widget_data   # first: it sets how torch's threads wait, before torch is imported
+from .core import widget_data, torch_threads
 from functools import partial
-from contextlib import contextmanager
 import base64, io, warnings
 
 import numpy as np
@@ -200,14 +199,6 @@ def quad_sliders(x, # Inputs of the data
     return FunctionSliders(quad, ylim=ylim, x=x, y=y, loss_func=loss_func, a=a, b=b, c=c)
 
 # %% ../nbs/api/06_gradient.ipynb #ade849bd
-@contextmanager
-def _torch_threads(n):
-    "Run the block with `n` torch threads (`None`: leave them as they are), then put the number back."
-    old = torch.get_num_threads()
-    if n is not None: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
 def _as_params(params):
     "Float tensors detached from `params` (one tensor or anything `torch.as_tensor` takes, or a list of tensors), ready for gradients."
     many = isinstance(params, (list, tuple)) and len(params) > 0 and all(isinstance(p, torch.Tensor) for p in params)
@@ -232,7 +223,7 @@ def gradient_descent(model, # `model(params, x)` returns the predictions, shaped
     if len(x) != len(y): raise ValueError(f"x and y must have the same number of rows; got {tuple(x.shape)} and {tuple(y.shape)}")
     ps,many = _as_params(params)
     losses = []
-    with _torch_threads(threads):
+    with torch_threads(threads):
         for i in range(int(steps)):
             preds = model(ps if many else ps[0], x)
             if i == 0 and preds.shape != y.shape: raise ValueError(

@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/images.html.md"""
 
 # %% ../nbs/api/01_images.ipynb #5f64eff2
 from __future__ import annotations
-import os, io, re, json, time, random, hashlib, heapq, tempfile, threading, socket, shutil, mimetypes, warnings
+import os, io, re, json, time, random, hashlib, heapq, threading, socket, mimetypes, warnings
 import urllib.request, urllib.error, http.client
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed

@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/inference.html.md"""
 
 # %% ../nbs/api/05_inference.ipynb #e1abb29e
 from __future__ import annotations
-from .core import atomic_write, arch_name, widget_data   # first: it sets how torch's threads wait, before torch is imported
+from .core import atomic_write, arch_name, widget_data
 from pathlib import Path
 import io, os, json, html, base64, hashlib, warnings, zipfile, pickletools
 import numpy as np
@@ -296,7 +296,7 @@ class ClassifierApp:
             )->str: # The label's new text
         "Show the image in `data` and the prediction for it: what an upload does."
         try: im = open_image(data, cls=_img_cls(self.learn), name=name)
-        except ValueError as e:
+        except ValueError:
             self.image.value = b''
             self.label.value = f"{name} is not an image that can be read."
             return self.label.value

@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/onnx.html.md"""
 
 # %% ../nbs/api/08_onnx.ipynb #4a4ceb66
 from __future__ import annotations
-from .core import atomic_write   # first: it sets how torch's threads wait, before torch is imported
+from .core import atomic_write
 from pathlib import Path
 import io, re, json, hashlib, warnings, contextlib
 import numpy as np

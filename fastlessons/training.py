@@ -6,9 +6,9 @@ Docs: https://fastai.github.io/fastlessons/api/training.html.md"""
 
 # %% ../nbs/api/03_training.ipynb #80c8c4d5
 from __future__ import annotations
-from .core import atomic_write, arch_name, url_reachable, have_internet, cpu_fast_bf16   # first: it sets how torch's threads wait, before torch is imported
+from .core import atomic_write, arch_name, have_internet, cpu_fast_bf16
 from pathlib import Path
-import os, io, math, time, difflib, tempfile, contextlib, urllib.request, urllib.error
+import io, math, time, copyreg, difflib, contextlib
 from urllib.parse import urlparse
 from fastai.vision.all import *
 from fastai.vision import learner as fastai_learner
@@ -16,10 +16,10 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from .images import get_image_files   # fastai's, sorted: a seeded split is the same on every file system
 
 # %% auto #0
-__all__ = ['image_datablock', 'resolve_arch', 'timm_name', 'weights_location', 'pretrained_source', 'vision_learner',
-           'CPUFastPath', 'scratch_bs', 'check_dataset', 'data_size', 'scratch_size', 'scratch_epochs', 'auto_bs',
-           'launched', 'init_distributed', 'from_rank0', 'batches_per_process', 'DistributedFit', 'single_process',
-           'RecordTraining', 'train_classifier', 'interpret_classifier']
+__all__ = ['image_datablock', 'resolve_arch', 'timm_name', 'weights_location', 'pretrained_source', 'CourseLearner',
+           'vision_learner', 'CPUFastPath', 'scratch_bs', 'check_dataset', 'data_size', 'scratch_size',
+           'scratch_epochs', 'auto_bs', 'launched', 'init_distributed', 'from_rank0', 'batches_per_process',
+           'DistributedFit', 'single_process', 'RecordTraining', 'train_classifier', 'interpret_classifier']
 
 # %% ../nbs/api/03_training.ipynb #9660c8ec
 def image_datablock(size:int=192, # Images are squished to `size`×`size` pixels
@@ -120,6 +120,12 @@ def _norm_like_pretrained(dls, n_in=3):
     if n_in==3 and not dls.after_batch.fs.filter(risinstance(Normalize)):
         dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')
 
+# %% ../nbs/api/03_training.ipynb #0426b03c
+class CourseLearner(Learner):
+    "fastai's `Learner` as our `vision_learner` makes it, with a `fine_tune` that knows whether it starts from pretrained weights; it pickles, so exports, as fastai's `Learner`."
+    def __reduce_ex__(self, protocol): # As `pickle` would for a `Learner`: `export.pkl` loads where fastlessons is not installed
+        return copyreg._reconstructor, (Learner, object, None), self.__getstate__()
+
 # %% ../nbs/api/03_training.ipynb #e36ce323
 @delegates(fastai_learner.vision_learner)
 def vision_learner(dls, arch, normalize=True, n_out=None, pretrained=True, weights=None, **kwargs):
@@ -137,6 +143,7 @@ def vision_learner(dls, arch, normalize=True, n_out=None, pretrained=True, weigh
     if learn is None:
         if pretrained and normalize: _norm_like_pretrained(dls, kwargs.get('n_in', 3))
         learn = fastai_learner.vision_learner(dls, arch, normalize=normalize, n_out=n_out, pretrained=False, weights=weights, **kwargs)
+    learn.__class__ = CourseLearner  # fastai's learner, made by fastai; only its class adds our `fine_tune`
     learn.trained_from = 'pretrained' if use_pre else 'scratch'
     return learn
 
@@ -168,8 +175,6 @@ class CPUFastPath(Callback):
         self.learn.model.to(memory_format=torch.contiguous_format)
 
 # %% ../nbs/api/03_training.ipynb #d3739d91
-_fastai_fine_tune = getattr(Learner.fine_tune, 'fastai_fine_tune', Learner.fine_tune)  # fastai's, even if this module is run twice
-
 def scratch_bs(n_train:int, # Training images
                epochs:int, # Epochs of training
                bs:int=64, # The largest batch size to use (the DataLoader's)
@@ -194,19 +199,17 @@ def _batch_size(dl, bs):
 # %% ../nbs/api/03_training.ipynb #03ef81a4
 @patch
 @delegates(Learner.fit_one_cycle)
-def fine_tune(self:Learner, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100, pct_start=0.3, div=5.0, **kwargs):
+def fine_tune(self:CourseLearner, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100, pct_start=0.3, div=5.0, **kwargs):
     "fastai's `fine_tune`; for a learner `trained_from` scratch, all layers, one cycle. On a CPU, with `CPUFastPath`."
     cbs = _fit_cbs(self, kwargs.pop('cbs', None))
     if getattr(self, 'trained_from', None) != 'scratch':
-        return _fastai_fine_tune(self, epochs, base_lr=base_lr, freeze_epochs=freeze_epochs, lr_mult=lr_mult,
+        return Learner.fine_tune(self, epochs, base_lr=base_lr, freeze_epochs=freeze_epochs, lr_mult=lr_mult,
                                  pct_start=pct_start, div=div, cbs=cbs, **kwargs)
     n = freeze_epochs+epochs
     bs = scratch_bs(len(self.dls.train_ds), n, self.dls.train.bs)
     print(f"From scratch: all layers, {n} epochs, one cycle up to lr {base_lr:g}, batches of {bs}.")
     self.unfreeze()
     with _batch_size(self.dls.train, bs): self.fit_one_cycle(n, base_lr, pct_start=pct_start, cbs=cbs, **kwargs)
-
-Learner.fine_tune.fastai_fine_tune = _fastai_fine_tune
 
 # %% ../nbs/api/03_training.ipynb #b6c0c0fc
 def check_dataset(path, # Folder of class folders
@@ -378,7 +381,7 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
     with contextlib.ExitStack() as ctx:
         if not progress or rank_distrib(): ctx.enter_context(learn.no_bar()); ctx.enter_context(learn.no_logging())
         if scratch: learn.fit_one_cycle(epochs, lr, cbs=fit_cbs)
-        else: _fastai_fine_tune(learn, epochs, base_lr=lr, cbs=fit_cbs)
+        else: Learner.fine_tune(learn, epochs, base_lr=lr, cbs=fit_cbs)   # fastai's: the fast path is in `fit_cbs` already, or `fast` is off
     return learn
 
 # %% ../nbs/api/03_training.ipynb #cba27196
