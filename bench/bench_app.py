@@ -60,7 +60,7 @@ def main():
         from fastlessons.training import train_classifier
         from fastlessons.core import cpu_flags
         from fastlessons.inference import export_safe
-        from fastlessons.onnx import export_onnx
+        from fastlessons.onnx_export import export_onnx
         from fastlessons.app import load_classifier
     import numpy as np, onnxruntime, torch
 
