@@ -139,7 +139,7 @@ class _Rank0Failed(Exception):
 def _from_rank0(f):
     "`f()` run on rank 0 alone, its result given to every process; when it fails, rank 0 raises the error and the others `_Rank0Failed`."
     if _world_size() <= 1: return f()
-    from fastlessons.training import from_rank0
+    from fastlessons.distributed import from_rank0
     res = None
     if _rank()==0:
         try: res = ('ok', f())
@@ -176,7 +176,7 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
             if _world_size() > 1:
                 with warnings.catch_warnings():
                     warnings.simplefilter('ignore')
-                    from fastlessons.training import init_distributed
+                    from fastlessons.distributed import init_distributed
                 init_distributed()
             def prepare():  # bad input fails here, before the slow import of fastai; under a launcher, on rank 0, which tells the others
                 nonlocal run
@@ -187,7 +187,8 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
             print(f"Writing to {run_dir}", flush=True)
             with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
                 warnings.simplefilter('ignore')
-                from fastlessons.training import train_classifier, interpret_classifier, single_process
+                from fastlessons.training import train_classifier, interpret_classifier
+                from fastlessons.distributed import single_process
                 from fastlessons.inference import export_safe
             learn = train_classifier(path, arch=arch, epochs=epochs, size=size, pretrained=not (scratch or is_digits))
             if rank: return None  # rank 0 writes the model, the figures and the report

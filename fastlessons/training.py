@@ -12,14 +12,13 @@ import io, math, time, copyreg, difflib, contextlib
 from urllib.parse import urlparse
 from fastai.vision.all import *
 from fastai.vision import learner as fastai_learner
-from fastai.distributed import DistributedDL, DistributedTrainer
+from .distributed import launched, init_distributed, named_stalls, from_rank0, _rank0_first, _all_gather, batches_per_process, DistributedFit
 from .images import get_image_files   # fastai's, sorted: a seeded split is the same on every file system
 
 # %% auto #0
 __all__ = ['image_datablock', 'resolve_arch', 'timm_name', 'weights_location', 'pretrained_source', 'CourseLearner',
            'vision_learner', 'CPUFastPath', 'scratch_bs', 'check_dataset', 'data_size', 'scratch_size',
-           'scratch_epochs', 'auto_bs', 'launched', 'init_distributed', 'from_rank0', 'batches_per_process',
-           'DistributedFit', 'single_process', 'RecordTraining', 'train_classifier', 'interpret_classifier']
+           'scratch_epochs', 'auto_bs', 'RecordTraining', 'train_classifier', 'interpret_classifier']
 
 # %% ../nbs/api/03_training.ipynb #9660c8ec
 def image_datablock(size:int=192, # Images are squished to `size`×`size` pixels
@@ -251,71 +250,6 @@ def auto_bs(n_train:int, # Number of training images
     "A batch size that gives a small dataset about ten steps per epoch: `n_train//10`, between 8 and 64."
     return min(64, max(8, n_train//10))
 
-# %% ../nbs/api/03_training.ipynb #d34cebc2
-def launched()->bool:
-    "Is this process one of several started together by a launcher (`torchrun`, `accelerate launch`)?"
-    return num_distrib() > 1
-
-def init_distributed():
-    "Under a launcher, join its process group now (gloo on CPUs, NCCL on GPUs; a GPU process takes its own device); otherwise nothing."
-    if not launched() or torch.distributed.is_initialized(): return
-    from accelerate import PartialState
-    PartialState(cpu=not torch.cuda.is_available())
-
-def from_rank0(x):
-    "Rank 0's `x`, on every process (`x` itself outside a launcher)."
-    if not (launched() and torch.distributed.is_initialized()): return x
-    o = [x]; torch.distributed.broadcast_object_list(o, src=0)
-    return o[0]
-
-def _rank0_first(f):
-    "`f()` on rank 0, then on the other processes: what rank 0 downloads, the others on its machine find in the cache."
-    if not (launched() and torch.distributed.is_initialized()): return f()
-    if rank_distrib()==0: res = f()
-    torch.distributed.barrier()
-    if rank_distrib()!=0: res = f()
-    return res
-
-def _all_gather(x)->list:
-    "`x` from every process, in rank order (`[x]` outside a launcher)."
-    if not (launched() and torch.distributed.is_initialized()): return [x]
-    out = [None]*num_distrib()
-    torch.distributed.all_gather_object(out, x)
-    return out
-
-# %% ../nbs/api/03_training.ipynb #4294d4e3
-def batches_per_process(n:int, # Items in the dataset
-                        bs:int, # Batch size, on each process
-                        n_proc:int, # Number of processes
-                        drop_last:bool=True, # Whether each process drops its last incomplete batch (training) or not (validation)
-                       )->int:
-    "The batches each of `n_proc` processes makes of its share of `n` items: `ceil(n/n_proc)` (fastai repeats items to even the shares)."
-    per = math.ceil(n/n_proc)
-    return per//bs if drop_last else math.ceil(per/bs)
-
-class _ShardDL(DistributedDL):
-    "fastai's `DistributedDL`, sending the item order as a CPU tensor unless the backend is NCCL, and counting the batches each process makes."
-    def __len__(self): return batches_per_process(self.dl.n, self.bs, self.world_size, self.drop_last)
-    def _broadcast(self, t, rank):
-        t = LongTensor(t)
-        if torch.distributed.get_backend()=='nccl': t = t.cuda()
-        torch.distributed.broadcast(t, rank)
-        return t.cpu().tolist()
-
-class DistributedFit(DistributedTrainer):
-    "fastai's `DistributedTrainer` for one fit, on GPUs and on CPUs (gloo), counting the batches right, without `SyncBatchNorm` unless asked."
-    def __init__(self, **kwargs): # Passed on to fastai's `DistributedTrainer` and Accelerate's `Accelerator`
-        cpu = not torch.cuda.is_available()
-        kwargs.setdefault('cpu', cpu); kwargs.setdefault('sync_bn', False)
-        super().__init__(**kwargs)
-    def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else _ShardDL(dl, device=self.learn.model.device)
-
-# %% ../nbs/api/03_training.ipynb #c95d13a9
-@contextlib.contextmanager
-def single_process():
-    "Inside, fastai sees one process (no `WORLD_SIZE`, `RANK`, `LOCAL_RANK`): for what rank 0 does alone after a distributed fit."
-    with modified_env('WORLD_SIZE', 'RANK', 'LOCAL_RANK'): yield
-
 # %% ../nbs/api/03_training.ipynb #0dcc207d
 class RecordTraining(Callback):
     "Record how `learn` is trained in `learn.training_record`: processes, epochs, batches per epoch on each process, seconds, last validation metrics."
@@ -334,18 +268,19 @@ class RecordTraining(Callback):
             **{n: round(float(v), 4) for n,v in zip(names[::-1], vals[::-1]) if n != 'train_loss'})  # from the end: a cut-short epoch logs no train_loss
 
 # %% ../nbs/api/03_training.ipynb #0e768927
+@named_stalls()   # a stalled or vanished process: an error naming the rank
 def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset` or `build_dataset`
                      arch='resnet18', # torchvision model (function or name) or timm model name
                      epochs:int|None=None, # Epochs of training (after one frozen epoch when fine-tuning); `None`: 3 when fine-tuning, `scratch_epochs` from scratch
                      size:int|None=None, # Images are squished to `size`×`size`; `None`: 192 when fine-tuning, `scratch_size` of the data from scratch
-                     bs:int|None=None, # Batch size; `None`: a tenth of the training images, between 8 and 64
+                     bs:int|None=None, # Batch size, of all processes together under a launcher; `None`: a tenth of the training images, between 8 and 64
                      lr:float|None=None, # Peak learning rate; `None`: 2e-3 when fine-tuning, 3e-3 from scratch
                      pretrained:bool=True, # Start from pretrained weights when they are cached or downloadable
                      fast:bool=True, # CPU fast path on a CPU, fastai mixed precision on a GPU
                      valid_pct:float=0.2, # Share of images held out for validation
                      seed:int=42, # Seed for the split, the weights and the shuffling
                      metrics=error_rate, # Metrics to report
-                     num_workers:int|None=None, # DataLoader worker processes; `None`: none below 1,000 images, else fastai's default
+                     num_workers:int|None=None, # DataLoader worker processes; `None`: none below 1,000 images or under a launcher, else fastai's default
                      progress:bool=True, # Show progress bars and the table of results
                      cbs=None, # Extra callbacks for the `Learner`
                      **kwargs, # Passed on to `vision_learner`
@@ -360,9 +295,9 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
     if pretrained and src is None: say(f"No pretrained weights for {arch_name(arch)}: not cached, and {url} cannot be reached.")
     size = size or (192 if src else scratch_size(data_size(files)))
     set_seed(seed)
-    nw = {} if num_workers is None and len(files) >= 1000 else {'num_workers': num_workers or 0}
+    nw = {} if num_workers is None and len(files) >= 1000 and not launched() else {'num_workers': num_workers or 0}   # no worker forked after the process group's threads
     bs = bs or auto_bs(round(len(files)*(1-valid_pct)))
-    dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=bs, **nw)
+    dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=math.ceil(bs/n_proc), **nw)   # the global batch, shared out
     if len(dls.train)==0: dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=max(2, len(dls.train_ds)//2), **nw)
     _norm_like_pretrained(dls)
     learn = _rank0_first(lambda: vision_learner(dls, arch, pretrained=src is not None, metrics=metrics, cbs=cbs, **kwargs))  # rank 0 downloads
@@ -372,8 +307,8 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
     scratch = learn.trained_from=='scratch'
     steps = batches_per_process(len(dls.train_ds), dls.train.bs, n_proc)  # batches per epoch on each process
     epochs,lr = epochs or (scratch_epochs(steps) if scratch else 3), lr or (3e-3 if scratch else 2e-3)
-    if scratch: say(f"Training from scratch: all layers, one cycle up to lr {lr:g}, {epochs} epochs of {steps} batches of {dls.train.bs}"
-                    + (f" on each of {n_proc} processes" if n_proc>1 else "") + f", at {size}×{size} px.")
+    if scratch: say(f"Training from scratch: all layers, one cycle up to lr {lr:g}, {epochs} epochs of {steps} batches of {dls.train.bs*n_proc}"
+                    + (f" ({dls.train.bs} on each of {n_proc} processes)" if n_proc>1 else "") + f", at {size}×{size} px.")
     fit_cbs = [RecordTraining()] + ([DistributedFit()] if launched() else [])  # for this training only: not kept in the learner, so `export` does not pickle them
     if fast:
         if dls.device.type=='cuda': learn.to_fp16()
