@@ -47,6 +47,7 @@ def named_stalls():
                if 'imed out' in msg else "another process has stopped")
         raise RuntimeError(f"rank {rank_distrib()} of {num_distrib()}: {why}; {msg.splitlines()[0][:200]}") from e
 
+# %% ../nbs/api/03a_distributed.ipynb #a4d40dae
 def from_rank0(x):
     "Rank 0's `x`, on every process (`x` itself outside a launcher)."
     if not (launched() and torch.distributed.is_initialized()): return x
