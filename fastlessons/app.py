@@ -146,6 +146,7 @@ class Classifier:
         s = self.spec
         return f"Classifier({self.fname.name}: {s.get('arch')}, classes {self.vocab}, {s['mode']} images resized to {s['size'][0]}×{s['size'][1]} by {s['method']})"
 
+# %% ../nbs/api/09_app.ipynb #936754c9
 def load_classifier(fname='model.onnx', # The `.onnx` file from `export_onnx` or `fastlessons-train`
                    )->Classifier:
     "Load an exported classifier: onnxruntime, numpy and Pillow only — no torch, no fastai, no pickle."

@@ -63,6 +63,7 @@ def _rates(x, name, n=2):
     if r.shape != (n,): raise ValueError(f"{name} must be {n} numbers, one per region (A, B); got {x!r}")
     return r
 
+# %% ../nbs/api/07_bias.ipynb #a163c9c3
 def simulate_feedback_loop(true_rates, # Chance per day that a patrol in region A, B discovers an incident, e.g. `(0.3, 0.2)`
                            steps:int, # Number of days; one patrol is sent each day
                            update:str='naive', # 'naive': every discovered incident adds a ball; 'corrected': kept with probability ∝ 1/(chance the patrol was sent there)

@@ -222,6 +222,7 @@ def _predict_dls(spec):
                    batch_tfms=[_tfm_from_spec(s) for s in spec['batch_tfms']])
     return db.dataloaders(None, bs=1, num_workers=0, device='cpu').new_empty()
 
+# %% ../nbs/api/05_inference.ipynb #3e9aae24
 def load_safe(fname, # The `.json` written by `export_safe` (or its `.safetensors`)
              )->Learner:
     "Rebuild a `Learner` that can `predict` from `export_safe`'s files, without unpickling anything."

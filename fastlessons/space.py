@@ -71,6 +71,7 @@ def _versions_text(vs, here)->str:
     return (f"The Space runs on Python {'.'.join(vs['python'].split('.')[:2])} (`python_version`) and Gradio {vs['gradio']} (`sdk_version`: Hugging Face installs Gradio from it, "
             f"not from `requirements.txt`), and `requirements.txt` pins exactly {pins}, so that it keeps working when these packages move on. {src}")
 
+# %% ../nbs/api/10_space.ipynb #bb96a337
 def _readme(clf, title, n_examples, folder, vs, here)->str:
     s = clf.spec
     front = ['---', f"title: {json.dumps(title)}", 'emoji: 🔎', 'colorFrom: blue', 'colorTo: green', 'sdk: gradio',
@@ -133,6 +134,7 @@ def _git_path(rel:str)->str:
     "A pattern for exactly the file `rel` (a path from the top of the folder), as `.gitattributes` takes it: special characters escaped, and a space, which would end the pattern, as `[[:space:]]`."
     return '/' + ''.join('[[:space:]]' if c.isspace() else '\\' + c if c in '*?[]\\' else c for c in rel)
 
+# %% ../nbs/api/10_space.ipynb #ead22cfb
 def _lfs_rules(text:str)->list:
     "`(pattern, sends through LFS)` for each line of a `.gitattributes` that sets or unsets `filter`."
     rules = []
@@ -166,6 +168,7 @@ def _gitattributes(folder:Path)->str:
     big = [r for r,f in _space_files(folder).items() if f.stat().st_size > LFS_LIMIT and not _lfs_tracked(r, rules)]
     return _GITATTRIBUTES + ''.join(f"{_git_path(r)} {_LFS}\n" for r in big)
 
+# %% ../nbs/api/10_space.ipynb #45c4552b
 def _copy_examples(examples, dest:Path)->int:
     "Copy the example images that `read_image` accepts into `dest`, with lower-case extensions (which `.gitattributes` names); how many."
     files = [Path(f) for f in (examples if isinstance(examples, (list, tuple)) else example_files(examples) if examples else [])]
@@ -270,6 +273,7 @@ def _read_requirements(fn:Path)->tuple: # `(problems, {name: (line, requirement)
         reqs[_canon(r.name)] = (s, r)
     return out, reqs
 
+# %% ../nbs/api/10_space.ipynb #4c005cfb
 def _check_requirements(folder:Path, # The Space
                         app_file:str, # Its app's file, relative to `folder`
                         sdk_version:str|None, # The Gradio version in its README, if that is a full version
@@ -311,6 +315,7 @@ def _stop(p:subprocess.Popen):
         try: p.wait(wait)
         except subprocess.TimeoutExpired: pass
 
+# %% ../nbs/api/10_space.ipynb #e108708b
 def _wait_serving(p:subprocess.Popen, # The app's process
                   url:str, # Where it serves
                   log:Path, # The file it prints to
@@ -334,6 +339,7 @@ def _wait_serving(p:subprocess.Popen, # The app's process
                     f"GRADIO_SERVER_NAME and GRADIO_SERVER_PORT; if it is only slow to start, give a longer timeout. Its last lines: {_last_lines(log)}")
         time.sleep(0.25)
 
+# %% ../nbs/api/10_space.ipynb #cafaa1b5
 def _classify_example(url:str, # Where the app serves
                       example:Path, # An image to classify
                       vocab:list|None, # The model's classes; `None`: any answer will do
@@ -353,6 +359,7 @@ def _classify_example(url:str, # Where the app serves
     label = res.get('label') if isinstance(res, dict) else res
     if vocab is not None and label not in vocab: return f"the app answered {label!r} for {example.name}, which is not one of the model's classes {vocab}: the app must return the model's label (a `gr.Label`)"
 
+# %% ../nbs/api/10_space.ipynb #73e654cd
 def _run_app(folder:Path, # The Space
              app_file:str, # Its app's file, relative to `folder`
              timeout:float, # Seconds to start and to classify an example
