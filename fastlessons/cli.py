@@ -21,7 +21,8 @@ class NoNetworkError(ConnectionError):
 
 def _exit_status(e:BaseException)->int|None:
     "Exit status for an error the user can cause: 3 for no network, 2 for bad input; `None` for a bug."
-    from fastlessons.images import SearchError, DownloadError
+    from fastlessons.search import SearchError
+    from fastlessons.download import DownloadError
     if isinstance(e, (NoNetworkError, SearchError, DownloadError)): return 3
     if isinstance(e, (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, ValueError)): return 2
     return None
@@ -63,7 +64,7 @@ def _run_dir(out, name:str)->Path:
 def _search_dataset(terms, dest:Path, max_images:int):
     "Search, download, verify and resize images for `terms`, one class folder per term."
     from fastlessons.datasets import build_dataset
-    from fastlessons.images import search_images, SearchError
+    from fastlessons.search import search_images, SearchError
     try: search_images(terms[0], max_images=max_images, meta=True)  # fails fast when offline; build_dataset reuses the cached result
     except SearchError as e:
         why = (str(e).splitlines()[1:2] or [str(e)])[0].lstrip('- ')[:240]

@@ -217,6 +217,7 @@ def is_cli(func=None # A command; `None`: any
     f = _cli_func.get()
     return f is not None if func is None else f is func
 
+# %% ../nbs/api/00_core.ipynb #82aacb5c
 def _parser(func, prog:str, pos=())->argparse.ArgumentParser:
     "An `ArgumentParser` for `func`, from its signature and its docments; the parameters in `pos` are positional even with a default."
     from fastcore.docments import docments
@@ -241,6 +242,7 @@ def _safe_streams():
     for s in (sys.stdout, sys.stderr):
         if hasattr(s, 'reconfigure'): s.reconfigure(errors='replace')
 
+# %% ../nbs/api/00_core.ipynb #cc5d4dc0
 def command(func=None, # The function to run as a command
             pos=(), # Parameters with a default that are positional arguments (optional ones) rather than options
            ):

@@ -121,7 +121,7 @@ def split_of(path, # Dataset folder
 # %% ../nbs/api/02_datasets.ipynb #12656111
 def _domains(folder):
     "file name → domain, from the download manifest in `folder` (empty when there is none)."
-    from fastlessons.images import read_manifest
+    from fastlessons.download import read_manifest
     out = {}
     for url,r in read_manifest(folder).items():
         if r.get('status') != 'ok' or not r.get('file'): continue
@@ -245,7 +245,9 @@ def build_dataset(path, # Dataset folder: images go into `path/<class>/`
                  ): # DataFrame with one row per class: what was searched, downloaded and rejected, and the images there now
     "Search, download, verify and resize images into one folder per class, politely and resumably, with a per-class summary."
     import pandas as pd
-    from fastlessons.images import search_images, download_images, verify_resize, image_files
+    from fastlessons.search import search_images
+    from fastlessons.download import download_images
+    from fastlessons.images import verify_resize, image_files
     searches = _check_searches(searches)
     if search is None: search = lambda term, max_images: search_images(term, max_images=max_images, meta=True)
     path = Path(path)

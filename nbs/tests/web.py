@@ -3,8 +3,11 @@ answers with real images and with the failures the web has, and the pets data as
 Everything is served on 127.0.0.1; the kernel it is meant for sends every other address to a closed port, so no
 pretrained weights can be had and the lessons take their fallback (training from scratch). A test helper: it is not
 part of the package.
-usage: with LoopbackWeb(folder) as web: run a notebook with web.prelude() as its first cell and web.env() in its kernel."""
-import io, json, re, tarfile, threading, time, urllib.parse
+usage: with LoopbackWeb(folder) as web: run a notebook with web.prelude() as its first cell and web.env() in its kernel.
+
+`Server` is the one loopback HTTP server of the tests (LoopbackWeb's included): `Server(handler)` serves on a free port of
+127.0.0.1 from a thread, at once; `FaultHandler` serves good images and every fault a download can meet."""
+import io, json, re, socket, struct, tarfile, threading, time, urllib.parse
 from collections import Counter
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 from pathlib import Path
@@ -71,9 +74,73 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(web.slow); return self.send(encode(web.digits[web.digit_of[int(m[0].split('/')[2])]][0].rotate(8, fillcolor=255), 'jpg'), 'image/jpeg')
         self.send_error(404)
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    def handle_error(self, request, client_address): pass
+class Server(ThreadingHTTPServer):
+    "`handler` served on a free port of 127.0.0.1 by a daemon thread, from now until `stop()` (or the end of a `with`); `url` is its address, `hits` counts requests by path."
+    daemon_threads, request_queue_size = True, 128
+    def __init__(self, handler, # A `BaseHTTPRequestHandler` subclass; it may call `self.server.count(self.path)`
+                 **attrs): # Set on the server, for the handler to read (`self.server.<name>`)
+        super().__init__(('127.0.0.1', 0), handler)
+        self.hits, self.lock, self.url = Counter(), threading.Lock(), f'http://127.0.0.1:{self.server_address[1]}'
+        for k,v in attrs.items(): setattr(self, k, v)
+        threading.Thread(target=self.serve_forever, daemon=True, name=f'test-server-{self.server_address[1]}').start()
+    def count(self, path:str):
+        with self.lock: self.hits[path] += 1
+    def handle_error(self, request, client_address): pass   # a client that hangs up, or a fault served on purpose
+    def stop(self): self.shutdown(); self.server_close()
+    def __exit__(self, *exc): self.stop()
+
+def image_bytes(fmt:str, # A format PIL writes: 'jpeg', 'png', 'gif', 'webp', 'bmp', 'tiff'
+                mode:str='RGB', size=(4,3))->bytes:
+    "A blank image of `size` in `fmt`, as the bytes of its file."
+    b = io.BytesIO(); Image.new(mode, size).save(b, format=fmt); return b.getvalue()
+
+def jpeg_bytes(n:int, size=(64,48))->bytes:
+    "A small JPEG whose colour depends on `n`, so different `n` give different bytes."
+    b = io.BytesIO(); Image.new('RGB', size, ((n*37)%256, (n*91)%256, (n*53)%256)).save(b, 'JPEG', quality=90)
+    return b.getvalue()
+
+class FaultHandler(BaseHTTPRequestHandler):
+    """Good images, and every fault a download meets, one per path: `/img/N.jpg` is `jpeg_bytes(N)`, `/copy/N.jpg` the same bytes,
+    `/lag/N.jpg` the same after 0.3 s; then a slow answer, a trickle, HTTP errors, bodies cut short or too big, an HTML page as a
+    JPEG, a redirect loop, a reset connection. Counts each request in the server's `hits`."""
+    def log_message(self, *a): pass
+    def send(self, body, ctype='image/jpeg', length=None, code=200):
+        self.send_response(code); self.send_header('Content-Type', ctype)
+        if length is not False: self.send_header('Content-Length', str(len(body) if length is None else length))
+        self.end_headers()
+        if body: self.wfile.write(body)
+    def redirect(self, code, to): self.send_response(code); self.send_header('Location', to); self.send_header('Content-Length', '0'); self.end_headers()
+    def do_GET(self):
+        p = self.path; self.server.count(p)
+        n = int(re.sub(r'\D', '', p) or 0)
+        if p.startswith(('/img/','/copy/')): return self.send(jpeg_bytes(n))
+        if p.startswith('/lag/'): time.sleep(0.3); return self.send(jpeg_bytes(n))
+        if p == '/slow.jpg': time.sleep(3); return self.send(jpeg_bytes(0))
+        if p == '/trickle.jpg':   # 20 bytes every 0.1 s: each read is quick, the whole never ends in time
+            body = jpeg_bytes(1); self.send_response(200); self.send_header('Content-Type', 'image/jpeg'); self.end_headers()
+            for i in range(0, len(body), 20): self.wfile.write(body[i:i+20]); self.wfile.flush(); time.sleep(0.1)
+            return
+        if p == '/404.jpg': return self.send_error(404)
+        if p == '/500.jpg': return self.send_error(500)
+        if p == '/truncated.jpg': body = jpeg_bytes(2); return self.send(body[:len(body)//2], length=len(body))
+        if p == '/cut.jpg': body = jpeg_bytes(3); self.close_connection = True; return self.send(body[:len(body)//2], length=False)
+        if p == '/html-as-jpeg.jpg': return self.send(b'<!DOCTYPE html><html><body>Access denied</body></html>')
+        if p == '/page.html': return self.send(b'<html>a web page</html>', ctype='text/html')
+        if p in ('/big.jpg', '/big-stream.jpg'):
+            if p == '/big-stream.jpg': self.close_connection = True
+            return self.send(self.server.big, length=None if p == '/big.jpg' else False)
+        if p == '/empty.jpg': return self.send(b'')
+        if p == '/loop.jpg': return self.redirect(302, '/loop.jpg')
+        if p == '/moved.jpg': return self.redirect(301, '/img/77.jpg')
+        if p == '/reset.jpg':
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            self.connection.close(); return
+        self.send_error(404)
+
+def fault_server()->'Server':
+    "A `Server` of `FaultHandler`, with its big image (`big`, noise that JPEG cannot shrink: over 20 kB)."
+    b = io.BytesIO(); Image.effect_noise((300,300), 80).convert('RGB').save(b, 'JPEG', quality=95)
+    return Server(FaultHandler, big=b.getvalue())
 
 class LoopbackWeb:
     "An image search, an image host and the pets data on 127.0.0.1; counts every request. A context manager."
@@ -99,11 +166,9 @@ class LoopbackWeb:
                  'source': 'Bing'} for i,u in enumerate(urls)]
 
     def __enter__(self):
-        self.srv = _Server(('127.0.0.1', 0), _Handler); self.srv.web = self
-        self.base = f'http://127.0.0.1:{self.srv.server_address[1]}'
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.srv = Server(_Handler, web=self); self.base = self.srv.url
         return self
-    def __exit__(self, *exc): self.srv.shutdown(); self.srv.server_close()
+    def __exit__(self, *exc): self.srv.stop()
 
     def prelude(self)->str:
         "Code for a kernel's first cell: `ddgs` searches this web, DuckDuckGo's address answers from it, and `URLs.PETS` is its tarball."
