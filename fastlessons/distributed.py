@@ -42,9 +42,9 @@ def named_stalls():
     try: yield
     except RuntimeError as e:
         msg = str(e)
-        if not launched() or not re.search(r'Timed out|timed out|Connection closed by peer|Connection reset by peer', msg): raise
+        if not launched() or not re.search(r'timed out|connection closed by peer|connection reset by peer', msg, re.I): raise
         why = (f"waited {dist_timeout():g} s for the other processes: one of them has stalled (FASTLESSONS_DIST_TIMEOUT sets how long to wait)"
-               if 'imed out' in msg else "another process has stopped")
+               if re.search('timed out', msg, re.I) else "another process has stopped")
         raise RuntimeError(f"rank {rank_distrib()} of {num_distrib()}: {why}; {msg.splitlines()[0][:200]}") from e
 
 # %% ../nbs/api/03a_distributed.ipynb #a4d40dae
