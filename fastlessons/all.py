@@ -15,12 +15,13 @@ with warnings.catch_warnings():  # fastai's own use of `torch.jit.script` warns 
     warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
     from fastai.vision.all import *
     from fastai.vision.widgets import *
-    from fastlessons import core, images, search, download, datasets, distributed, training, cleaning, inference, onnx_export, app, space, gradient, bias, compare
+    from fastlessons import core, images, search, download, datasets, architectures, distributed, training, cleaning, inference, onnx_export, app, space, gradient, bias, compare
     from fastlessons.core import *
     from fastlessons.images import *
     from fastlessons.search import *
     from fastlessons.download import *
     from fastlessons.datasets import *
+    from fastlessons.architectures import *
     from fastlessons.distributed import *
     from fastlessons.training import *
     from fastlessons.cleaning import *
@@ -34,6 +35,6 @@ with warnings.catch_warnings():  # fastai's own use of `torch.jit.script` warns 
     from fastlessons.doctor import doctor, doctor_summary   # the preflight; its building blocks (`check`, `report`, …) stay in their module
 
 # %% ../nbs/api/all.ipynb #84f7754b
-_mods = (core, images, search, download, datasets, distributed, training, cleaning, inference, onnx_export, app, space, gradient, bias, compare)
+_mods = (core, images, search, download, datasets, architectures, distributed, training, cleaning, inference, onnx_export, app, space, gradient, bias, compare)
 # every public name, but not fastlessons' own module objects: `app` or `space` in a learner's namespace would hide their own
 __all__ = sorted(k for k,v in globals().items() if not k.startswith('_') and k != 'annotations' and not any(v is m for m in _mods))

@@ -382,7 +382,7 @@ def compare_cli(*source:str, # Nothing for the embedded digits; a folder of clas
         folder = _data_source(source, Path(out), 0) if len(source)==1 else None  # a folder: checked now; writes nothing
         with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
             warnings.simplefilter('ignore')
-            from fastlessons.training import resolve_arch
+            from fastlessons.architectures import resolve_arch
         for a in names: resolve_arch(a)                       # a bad name fails before any data is written
         name = 'digits' if not source else Path(source[0]).name if len(source)==1 else '-'.join(s.replace(' ', '_') for s in source)[:60]
         run = _run_dir(out, name.replace(os.sep, '_') or 'run')

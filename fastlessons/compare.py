@@ -175,7 +175,8 @@ def compare_models(path, # Folder of class folders, e.g. from `digits_dataset`
                   ):
     "Train each of `archs` on `path` with the same split; tabulate parameters, error rate, training time and ms per image."
     import pandas as pd
-    from fastlessons.training import resolve_arch, pretrained_source, scratch_size, data_size, check_dataset
+    from fastlessons.architectures import resolve_arch, pretrained_source
+    from fastlessons.training import scratch_size, data_size, check_dataset
     path,files = check_dataset(path)
     names = [arch_name(resolve_arch(a)) for a in archs]   # every name checked before any training
     if not names: raise ValueError("no architectures to compare")

@@ -12,7 +12,7 @@ import io, os, json, html, base64, hashlib, warnings, zipfile, pickletools
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from fastai.vision.all import *
-from .training import resolve_arch
+from .architectures import resolve_arch
 
 # %% auto #0
 __all__ = ['pred_message', 'open_image', 'classify', 'pickle_globals', 'export_modules', 'learner_spec', 'describe_learner',

@@ -6,19 +6,18 @@ Docs: https://fastai.github.io/fastlessons/api/training.html.md"""
 
 # %% ../nbs/api/03_training.ipynb #80c8c4d5
 from __future__ import annotations
-from .core import atomic_write, arch_name, have_internet, cpu_fast_bf16
+from .core import atomic_write, arch_name, cpu_fast_bf16
 from pathlib import Path
-import io, math, time, copyreg, difflib, contextlib
-from urllib.parse import urlparse
+import io, math, time, copyreg, contextlib
 from fastai.vision.all import *
 from fastai.vision import learner as fastai_learner
 from .distributed import launched, init_distributed, named_stalls, from_rank0, _rank0_first, _all_gather, batches_per_process, DistributedFit
 from .images import get_image_files   # fastai's, sorted: a seeded split is the same on every file system
+from .architectures import resolve_arch, timm_name, weights_location, _source, _weights_source
 
 # %% auto #0
-__all__ = ['image_datablock', 'resolve_arch', 'timm_name', 'weights_location', 'pretrained_source', 'CourseLearner',
-           'vision_learner', 'CPUFastPath', 'scratch_bs', 'check_dataset', 'data_size', 'scratch_size',
-           'scratch_epochs', 'auto_bs', 'RecordTraining', 'train_classifier', 'interpret_classifier']
+__all__ = ['image_datablock', 'CourseLearner', 'vision_learner', 'CPUFastPath', 'scratch_bs', 'check_dataset', 'data_size',
+           'scratch_size', 'scratch_epochs', 'auto_bs', 'RecordTraining', 'train_classifier', 'interpret_classifier']
 
 # %% ../nbs/api/03_training.ipynb #9660c8ec
 def image_datablock(size:int=192, # Images are squished to `size`×`size` pixels
@@ -30,90 +29,7 @@ def image_datablock(size:int=192, # Images are squished to `size`×`size` pixels
                      splitter=RandomSplitter(valid_pct=valid_pct, seed=seed),
                      get_y=parent_label, item_tfms=[Resize(size, method='squish')])
 
-# %% ../nbs/api/03_training.ipynb #e026b762
-def resolve_arch(arch, # A torchvision model function, its name (`'resnet18'`), or a timm model name (`'convnext_tiny'`)
-                ):
-    "The torchvision function for `arch` if fastai knows it, otherwise today's timm model name."
-    if not isinstance(arch, str): return arch
-    tv = {f.__name__: f for f in model_meta if callable(f)}
-    if arch in tv: return tv[arch]
-    try: import timm
-    except ImportError: raise ValueError(f"unknown architecture {arch!r}: not a torchvision model fastai knows, and timm is not installed") from None
-    try: return timm_name(arch)
-    except ValueError as e:
-        if 'unknown architecture' not in str(e): raise
-        raise _unknown_arch(arch, list(tv) + timm.list_models() + timm.list_models(pretrained=True)) from None
-
-# %% ../nbs/api/03_training.ipynb #39e1ed26
-def _unknown_arch(name, known):
-    "A `ValueError` for an architecture called `name`, suggesting the closest of the `known` names."
-    close = difflib.get_close_matches(name, list(dict.fromkeys(known)), n=5, cutoff=0.6)
-    hint = f"did you mean {', '.join(map(repr, close))}?" if close else "see `timm.list_models('*part_of_the_name*')`"
-    return ValueError(f"unknown architecture {name!r}: neither torchvision nor timm has it; {hint}")
-
-def timm_name(name:str, # A timm model name, today's (`'convnext_tiny.fb_in22k'`) or an older one (`'convnext_tiny_in22k'`)
-             )->str:
-    "Today's timm name for `name`: an older name is mapped through timm's own table of deprecations, with a one-line note."
-    import timm
-    from timm.models import get_deprecated_models, get_pretrained_cfg
-    new = get_deprecated_models().get(name, name)
-    if new is None: raise ValueError(f"timm removed {name!r} and has nothing in its place")
-    if new != name: print(f"{name!r} is an older timm name; today it is {new!r}.")
-    try: ok = timm.is_model(new) and ('.' not in new or get_pretrained_cfg(new) is not None)
-    except RuntimeError: ok = False  # a model timm has, with a weights tag it does not have
-    if not ok: raise _unknown_arch(name, timm.list_models() + timm.list_models(pretrained=True))
-    return new
-
-# %% ../nbs/api/03_training.ipynb #c820d3cd
-def _tv_weights(fn):
-    "Download URL of the default weights of torchvision function `fn`, and the cached file if it is there."
-    import torchvision
-    url = torchvision.models.get_model_weights(fn).DEFAULT.url
-    f = Path(torch.hub.get_dir())/'checkpoints'/Path(urlparse(url).path).name
-    return url, (f if f.exists() else None)
-
-def _timm_weights(name):
-    "Download URL of the weights of timm model `name` (Hugging Face hub, or a URL of its own), and the cached file."
-    from timm.models import get_pretrained_cfg
-    cfg = get_pretrained_cfg(name)
-    if cfg is None: return None, None
-    if cfg.hf_hub_id:
-        from huggingface_hub import try_to_load_from_cache
-        fname = cfg.hf_hub_filename or 'model.safetensors'
-        for fn in (fname, 'pytorch_model.bin'):
-            f = try_to_load_from_cache(cfg.hf_hub_id, fn)
-            if isinstance(f, str): return f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/{fn}", Path(f)
-        return f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/{fname}", None
-    if not cfg.url: return None, None
-    f = Path(torch.hub.get_dir())/'checkpoints'/Path(urlparse(cfg.url).path).name
-    return cfg.url, (f if f.exists() else None)
-
-def weights_location(arch, # As for `resolve_arch`
-                    )->tuple: # `(url, cached_file or None)`
-    "Where the pretrained weights of `arch` are downloaded from, and the cached file if it is there."
-    arch = resolve_arch(arch)
-    return _timm_weights(arch) if isinstance(arch, str) else _tv_weights(arch)
-
-# %% ../nbs/api/03_training.ipynb #56826974
-def _source(url, cached, timeout=3.0):
-    "`'cache'`, `'download'` or `None` for weights at `url`, cached in `cached`."
-    if cached is not None: return 'cache'
-    return 'download' if url is not None and have_internet(url, timeout) else None
-
-def pretrained_source(arch, # As for `resolve_arch`
-                      timeout:float=3.0, # Seconds to wait when checking that the weights can be downloaded
-                     )->str|None: # `'cache'`, `'download'`, or `None` when there are no weights to be had
-    "Where pretrained weights for `arch` would come from right now."
-    return _source(*weights_location(arch), timeout)
-
 # %% ../nbs/api/03_training.ipynb #ff014e31
-def _weights_source(arch, weights, timeout=3.0):
-    "Where the weights that fastai's `vision_learner(arch, pretrained=True, weights=weights)` would load come from."
-    if weights is not None: return 'given'  # the caller chose the weights: leave them to fastai
-    try: loc = _timm_weights(arch) if isinstance(arch, str) else _tv_weights(arch)
-    except Exception: return 'unknown'      # an architecture we cannot look up (e.g. a function of the caller's own)
-    return _source(*loc, timeout)
-
 def _norm_like_pretrained(dls, n_in=3):
     "Normalize `dls` with ImageNet's statistics, as fastai does for a pretrained model, unless it is normalized already."
     if n_in==3 and not dls.after_batch.fs.filter(risinstance(Normalize)):
