@@ -168,7 +168,7 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
               arch:str='resnet18', # Architecture: a torchvision name fastai knows, or a timm name
              ):
     "Lesson 1 end to end: get the images, train a classifier, save it with its confusion matrix and a short report."
-    run,rank = None,_rank()
+    run,rank,learn = None,_rank(),None
     with contextlib.ExitStack() as ctx:
         if rank: _quiet(ctx)  # under a launcher, the other processes print nothing but errors
         try:
@@ -210,9 +210,10 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
                 except OSError: pass
             return _report(e, 'fastlessons-train', train_cli)
         finally:
-            if _world_size() > 1:  # leave the launcher's process group (fastai's helper; it does nothing if none was joined)
-                from fastai.distributed import teardown_distrib
-                teardown_distrib()
+            if _world_size() > 1:  # every process leaves the launcher's process group together, the learner freed first
+                learn = None
+                from fastlessons.distributed import leave_together
+                leave_together()
 
 
 # %% ../nbs/api/13_cli.ipynb #44af4d19

@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/distributed.html.md"""
 
 # %% ../nbs/api/03a_distributed.ipynb #eb7ec007
 from __future__ import annotations
-import re, math, contextlib
+import re, gc, math, contextlib
 from datetime import timedelta
 import os, torch
 from fastcore.xtras import modified_env
@@ -15,7 +15,7 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 
 # %% auto #0
 __all__ = ['launched', 'dist_timeout', 'init_distributed', 'named_stalls', 'from_rank0', 'batches_per_process', 'DistributedFit',
-           'single_process']
+           'single_process', 'leave_together']
 
 # %% ../nbs/api/03a_distributed.ipynb #d34cebc2
 def launched()->bool:
@@ -101,3 +101,13 @@ class DistributedFit(DistributedTrainer):
 def single_process():
     "Inside, fastai sees one process (no `WORLD_SIZE`, `RANK`, `LOCAL_RANK`): for what rank 0 does alone after a distributed fit."
     with modified_env('WORLD_SIZE', 'RANK', 'LOCAL_RANK'): yield
+
+# %% ../nbs/api/03a_distributed.ipynb #cc0010a9
+def leave_together():
+    "Under a launcher: wait (at most `dist_timeout()`) for every process to get here, leave the process group, and free what held it; otherwise nothing."
+    if not (launched() and torch.distributed.is_initialized()): return
+    try: torch.distributed.barrier()
+    except RuntimeError: pass   # another process failed or stopped: there is no one left to wait for
+    finally:
+        torch.distributed.destroy_process_group()
+        gc.collect()   # a learner's reference cycles hold the gradient hooks, and through them gloo's buffers
