@@ -7,7 +7,7 @@ Docs: https://fastai.github.io/fastlessons/api/cli.html.md"""
 # %% ../nbs/api/13_cli.ipynb #6cf47785
 from __future__ import annotations
 from .core import arch_name, atomic_write, claim_name, command, is_cli
-import sys, os, json, time, tempfile, warnings, contextlib
+import sys, os, json, time, tempfile, warnings, contextlib, importlib
 from pathlib import Path
 from .datasets import digits_dataset
 
@@ -156,6 +156,40 @@ def _quiet(ctx):
     ctx.enter_context(contextlib.redirect_stdout(ctx.enter_context(open(os.devnull, 'w'))))
     ctx.enter_context(warnings.catch_warnings()); warnings.simplefilter('ignore')
 
+# %% ../nbs/api/13_cli.ipynb #a9733677
+def _quiet_import(name:str):
+    "Import module `name` without the deprecation notices libraries print when imported: they are not the user's business."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return importlib.import_module(name)
+
+def _run_name(source)->str:
+    "The run folder's name: `digits`, the one folder's name, or the search terms joined."
+    name = 'digits' if not source else Path(source[0]).name if len(source)==1 else '-'.join(s.replace(' ', '_') for s in source)[:60]
+    return name.replace(os.sep, '_') or 'run'
+
+def _remove_empty(*folders):
+    "Remove each of `folders` that is empty (`rmdir` removes nothing else): a failed run leaves no empty folder."
+    for p in folders:
+        try: p.rmdir()
+        except OSError: pass
+
+# %% ../nbs/api/13_cli.ipynb #5e8abeb9
+def _save_run(learn, run_dir:Path, desc:str, secs:float)->str:
+    "On this process alone: the model, the app's files, the figures and `report.md` in `run_dir`; the report."
+    interpret_classifier = _quiet_import('fastlessons.training').interpret_classifier
+    from fastlessons.distributed import single_process
+    from fastlessons.inference import export_safe
+    with single_process():
+        learn.path = run_dir
+        export_safe(learn, 'model.json')
+        for_app = _export_for_app(learn, run_dir)
+        interp = interpret_classifier(learn, run_dir)
+        files = ['model.json', 'model.safetensors', *for_app, *[Path(p).name for p in interp.pngs.values()], 'report.md']
+        report = _report_md(desc, learn, interp, secs, files)
+    atomic_write(run_dir/'report.md', report.encode())
+    return report
+
 # %% ../nbs/api/13_cli.ipynb #caba4453
 @command
 def train_cli(*source:str, # Nothing for the embedded digits; a folder of class folders; or two or more search terms (needs the internet)
@@ -174,40 +208,21 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
         try:
             t0 = time.time()
             if is_cli(train_cli): import matplotlib; matplotlib.use('Agg')
-            if _world_size() > 1:
-                with warnings.catch_warnings():
-                    warnings.simplefilter('ignore')
-                    from fastlessons.distributed import init_distributed
-                init_distributed()
+            if _world_size() > 1: _quiet_import('fastlessons.distributed').init_distributed()
             def prepare():  # bad input fails here, before the slow import of fastai; under a launcher, on rank 0, which tells the others
                 nonlocal run
-                name = 'digits' if not source else Path(source[0]).name if len(source)==1 else '-'.join(s.replace(' ', '_') for s in source)[:60]
-                run = _run_dir(out, name.replace(os.sep, '_') or 'run')
+                run = _run_dir(out, _run_name(source))
                 return (run, *_data_source(source, run/'data', max_images, digits))
             run_dir,path,desc,is_digits = _from_rank0(prepare)
             print(f"Writing to {run_dir}", flush=True)
-            with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
-                warnings.simplefilter('ignore')
-                from fastlessons.training import train_classifier, interpret_classifier
-                from fastlessons.distributed import single_process
-                from fastlessons.inference import export_safe
-            learn = train_classifier(path, arch=arch, epochs=epochs, size=size, pretrained=not (scratch or is_digits))
+            train = _quiet_import('fastlessons.training').train_classifier
+            learn = train(path, arch=arch, epochs=epochs, size=size, pretrained=not (scratch or is_digits))
             if rank: return None  # rank 0 writes the model, the figures and the report
-            with single_process():
-                learn.path = run_dir
-                export_safe(learn, 'model.json')
-                for_app = _export_for_app(learn, run_dir)
-                interp = interpret_classifier(learn, run_dir)
-                files = ['model.json', 'model.safetensors', *for_app, *[Path(p).name for p in interp.pngs.values()], 'report.md']
-                report = _report_md(desc, learn, interp, time.time()-t0, files)
-            atomic_write(run_dir/'report.md', report.encode())
-            print(report, flush=True)
+            print(_save_run(learn, run_dir, desc, time.time()-t0), flush=True)
             return None if is_cli(train_cli) else run_dir
         except Exception as e:
             if isinstance(e, _Rank0Failed) and is_cli(train_cli): return e.status  # rank 0 said what went wrong
-            for p in ([run/'data', run] if run else []):  # leave no empty folder behind (rmdir removes only empty ones)
-                try: p.rmdir()
-                except OSError: pass
+            if run: _remove_empty(run/'data', run)  # leave no empty folder behind
             return _report(e, 'fastlessons-train', train_cli)
         finally:
             if _world_size() > 1:  # every process leaves the launcher's process group together, the learner freed first
@@ -233,9 +248,8 @@ def _onnx_beside(model:Path):
 # %% ../nbs/api/13_cli.ipynb #ac85e042
 def _load_fastai(model, prog:str):
     "`model` loaded by fastai, with a pickle's warning on stderr."
-    with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
-        warnings.simplefilter('ignore')
-        from fastlessons.inference import load_exported, UnsafeLoadWarning
+    inference = _quiet_import('fastlessons.inference')
+    load_exported, UnsafeLoadWarning = inference.load_exported, inference.UnsafeLoadWarning
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter('always', UnsafeLoadWarning)
         learn = load_exported(model)
@@ -290,9 +304,7 @@ def _app_model(model:str, work:Path, prog:str)->Path:
     if not model.is_file(): raise FileNotFoundError(f"no such model file: {model}")
     if (clf := _onnx_or_none(model, prog)) is not None: return clf.fname
     print(f"Exporting {model.name} to ONNX for the app (this imports fastai)...", flush=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        from fastlessons.onnx_export import export_onnx
+    export_onnx = _quiet_import('fastlessons.onnx_export').export_onnx
     learn = _load_fastai(model, prog)
     learn.path = work
     return export_onnx(learn, 'model.onnx')
@@ -381,12 +393,9 @@ def compare_cli(*source:str, # Nothing for the embedded digits; a folder of clas
         if is_cli(compare_cli): import matplotlib; matplotlib.use('Agg')
         names = _arch_list(archs)
         folder = _data_source(source, Path(out), 0) if len(source)==1 else None  # a folder: checked now; writes nothing
-        with warnings.catch_warnings():  # library deprecation notices at import time are not the user's business
-            warnings.simplefilter('ignore')
-            from fastlessons.architectures import resolve_arch
+        resolve_arch = _quiet_import('fastlessons.architectures').resolve_arch
         for a in names: resolve_arch(a)                       # a bad name fails before any data is written
-        name = 'digits' if not source else Path(source[0]).name if len(source)==1 else '-'.join(s.replace(' ', '_') for s in source)[:60]
-        run = _run_dir(out, name.replace(os.sep, '_') or 'run')
+        run = _run_dir(out, _run_name(source))
         path,desc,is_digits = folder or _data_source(source, run/'data', 100, digits)
         print(f"Comparing {', '.join(names)} on {desc}; writing to {run}", flush=True)
         df = compare_models(path, names, epochs=epochs or (3 if is_digits else None), size=size or (32 if is_digits else None),

@@ -158,28 +158,21 @@ class DatasetAudit:
         fig.tight_layout()
         return fig
 
-# %% ../nbs/api/02_datasets.ipynb #61e861a0
-def audit_dataset(path, # Dataset folder: one folder of images per class
-                  max_distance:int=4, # Perceptual hashes at most this many bits apart count as near duplicates
-                  valid_pct:float=0.2, # The split to check duplicates against, as in `RandomSplitter`
-                  seed:int=42, # As in `RandomSplitter`
-                  show:bool=True, # Print the tables and draw the bar plot
-                 )->DatasetAudit:
-    "Images per class, image sizes, exact and near duplicates (and those across the train/valid split), images per source domain."
+# %% ../nbs/api/02_datasets.ipynb #0b3c9a4a
+def _image_table(path, files, sizes, split):
+    "One row per image of `files`: file (relative to `path`), class, width, height, side of the `split`, source domain."
     import pandas as pd
-    from fastlessons.images import image_files
-    path = Path(path)
-    files = image_files(path)
-    if not files: raise ValueError(f"no images in {path}: expected one folder of images per class")
-    split = split_of(path, valid_pct, seed)
-    shas,phs,sizes = image_hashes(files)
     doms = {}
     for d in {f.parent for f in files}: doms.update({d/k: v for k,v in _domains(d).items()})
-    im = pd.DataFrame({'file': [str(f.relative_to(path)) for f in files], 'class': [f.parent.name for f in files],
-                       'width': [s[0] if s else None for s in sizes], 'height': [s[1] if s else None for s in sizes],
-                       'split': [split.get(f, '') for f in files], 'domain': [doms.get(f) for f in files]})
+    return pd.DataFrame({'file': [str(f.relative_to(path)) for f in files], 'class': [f.parent.name for f in files],
+                         'width': [s[0] if s else None for s in sizes], 'height': [s[1] if s else None for s in sizes],
+                         'split': [split.get(f, '') for f in files], 'domain': [doms.get(f) for f in files]})
+
+# %% ../nbs/api/02_datasets.ipynb #a026ad30
+def _duplicate_pairs(im, shas, phs, sizes, max_distance):
+    "One row per exact (same bytes) or near (`phs` at most `max_distance` bits apart) duplicate pair of the images in `im`, and whether it crosses the split."
+    import pandas as pd
     by_sha = {}
-    pairs = []
     for i,s in enumerate(shas): by_sha.setdefault(s, []).append(i)
     exact = {(g[0],j) for g in by_sha.values() for j in g[1:]}
     pairs = [(i,j,'exact',0) for i,j in sorted(exact)]
@@ -189,23 +182,52 @@ def audit_dataset(path, # Dataset folder: one folder of images per class
     dup = pd.DataFrame([(im.file[i], im.file[j], k, d, im.split[i]!=im.split[j] and '' not in (im.split[i], im.split[j]))
                         for i,j,k,d in pairs], columns=['a','b','kind','distance','across_split'])
     dup['across_split'] = dup['across_split'].astype(bool)
+    return dup
+
+# %% ../nbs/api/02_datasets.ipynb #27594e73
+def _extreme_size(d, pick):
+    "The size, as `width×height`, of the readable image of `d` whose area `pick` (`idxmin` or `idxmax`) chooses; `''` if none is readable."
+    d = d.dropna(subset=['width'])
+    if not len(d): return ''
+    r = d.loc[pick(d.width*d.height)]
+    return f"{int(r.width)}×{int(r.height)}"
+
+# %% ../nbs/api/02_datasets.ipynb #5096337c
+def _class_table(im, dup):
+    "One row per class of `im`: images, how many are in the validation set, unreadable, in exact or near duplicate pairs `dup`, and the smallest and largest."
+    import pandas as pd
     in_pair = {k: set(dup[dup.kind==k].a) | set(dup[dup.kind==k].b) for k in ('exact','near')}
-    def _size(d, pick):
-        d = d.dropna(subset=['width'])
-        if not len(d): return ''
-        r = d.loc[pick(d.width*d.height)]
-        return f"{int(r.width)}×{int(r.height)}"
     rows = {}
     for c,d in im.groupby('class'):
         rows[c] = {'images': len(d), 'valid': int((d.split=='valid').sum()), 'unreadable': int(d.width.isna().sum()),
-                   'smallest': _size(d, pd.Series.idxmin), 'largest': _size(d, pd.Series.idxmax),
+                   'smallest': _extreme_size(d, pd.Series.idxmin), 'largest': _extreme_size(d, pd.Series.idxmax),
                    'in_exact_dup': int(d.file.isin(in_pair['exact']).sum()), 'in_near_dup': int(d.file.isin(in_pair['near']).sum())}
-    cls = pd.DataFrame.from_dict(rows, orient='index')
-    domains = None
-    if im.domain.notna().any():
-        domains = im.assign(domain=im.domain.fillna('(not in manifest)')).pivot_table(index='domain', columns='class', values='file', aggfunc='count', fill_value=0)
-        domains = domains.loc[domains.sum(1).sort_values(ascending=False).index]
-    res = DatasetAudit(path, cls, im, dup, domains)
+    return pd.DataFrame.from_dict(rows, orient='index')
+
+# %% ../nbs/api/02_datasets.ipynb #48f97388
+def _domain_table(im):
+    "Images per source domain (rows, the most first) and class (columns) of `im`; `None` when no domain is known."
+    if not im.domain.notna().any(): return None
+    domains = im.assign(domain=im.domain.fillna('(not in manifest)')).pivot_table(index='domain', columns='class', values='file', aggfunc='count', fill_value=0)
+    return domains.loc[domains.sum(1).sort_values(ascending=False).index]
+
+# %% ../nbs/api/02_datasets.ipynb #61e861a0
+def audit_dataset(path, # Dataset folder: one folder of images per class
+                  max_distance:int=4, # Perceptual hashes at most this many bits apart count as near duplicates
+                  valid_pct:float=0.2, # The split to check duplicates against, as in `RandomSplitter`
+                  seed:int=42, # As in `RandomSplitter`
+                  show:bool=True, # Print the tables and draw the bar plot
+                 )->DatasetAudit:
+    "Images per class, image sizes, exact and near duplicates (and those across the train/valid split), images per source domain."
+    from fastlessons.images import image_files
+    path = Path(path)
+    files = image_files(path)
+    if not files: raise ValueError(f"no images in {path}: expected one folder of images per class")
+    split = split_of(path, valid_pct, seed)
+    shas,phs,sizes = image_hashes(files)
+    im = _image_table(path, files, sizes, split)
+    dup = _duplicate_pairs(im, shas, phs, sizes, max_distance)
+    res = DatasetAudit(path, _class_table(im, dup), im, dup, _domain_table(im))
     if show:
         print(res)
         res.plot()
@@ -232,6 +254,38 @@ def _read_state(fn):
 def _write_state(fn, state):
     atomic_write(fn, json.dumps(state, indent=1).encode())
 
+# %% ../nbs/api/02_datasets.ipynb #3540a002
+def _fetch_term(dest, term, row, search, max_images, progress, dl_kwargs):
+    "Search for `term` and download what it finds into `dest`, counting in `row`: the record of the search, or `None` if it failed."
+    from fastlessons.download import download_images
+    try: found = search(term, max_images)
+    except Exception as e:
+        row['errors'] += f"{term!r}: {type(e).__name__}: {e}; "
+        return None
+    row['searched'] += 1; row['found'] += len(found)
+    rep = download_images(dest, found, progress=progress, **dl_kwargs)
+    for k in ('ok','duplicate','failed'): row['downloaded' if k=='ok' else k] += rep[k]
+    return {'max_images': max_images, 'found': len(found), 'ok': rep['ok'], 'failed': rep['failed']}
+
+# %% ../nbs/api/02_datasets.ipynb #ed1b6153
+def _build_class(dest, terms, searched, max_images, max_size, pause, search, sleep, progress, dl_kwargs):
+    "Fill the class folder `dest` from the search `terms` not done before, then verify and resize: its summary row, and the count of searches so far."
+    from fastlessons.images import verify_resize, image_files
+    dest.mkdir(parents=True, exist_ok=True)
+    sf = dest/'.build.json'
+    state = _read_state(sf)
+    row = dict(terms=len(terms), searched=0, found=0, downloaded=0, already_done=0, duplicate=0, failed=0, broken=0, errors='')
+    for t in terms:
+        done = state.get(t)
+        if done and done.get('max_images',0) >= max_images: row['already_done'] += 1; continue
+        if searched and pause: sleep(pause)
+        searched += 1
+        rec = _fetch_term(dest, t, row, search, max_images, progress, dl_kwargs)
+        if rec is not None: state[t] = rec; _write_state(sf, state)
+    row['broken'] = verify_resize(dest, max_size=max_size, progress=progress)['broken']
+    row['images'] = len(image_files(dest))
+    return row, searched
+
 # %% ../nbs/api/02_datasets.ipynb #3d371ffe
 def build_dataset(path, # Dataset folder: images go into `path/<class>/`
                   searches:dict, # Class name → a search term or a list of them, e.g. `{'bird': ['bird photo', 'bird sun photo']}`
@@ -246,40 +300,16 @@ def build_dataset(path, # Dataset folder: images go into `path/<class>/`
     "Search, download, verify and resize images into one folder per class, politely and resumably, with a per-class summary."
     import pandas as pd
     from fastlessons.search import search_images
-    from fastlessons.download import download_images
-    from fastlessons.images import verify_resize, image_files
     searches = _check_searches(searches)
     if search is None: search = lambda term, max_images: search_images(term, max_images=max_images, meta=True)
     path = Path(path)
     rows, searched = [], 0
     for c,terms in searches.items():
-        dest = path/c
-        dest.mkdir(parents=True, exist_ok=True)
-        sf = dest/'.build.json'
-        state = _read_state(sf)
-        row = dict(terms=len(terms), searched=0, found=0, downloaded=0, already_done=0, duplicate=0, failed=0, broken=0, errors='')
-        for t in terms:
-            done = state.get(t)
-            if done and done.get('max_images',0) >= max_images: row['already_done'] += 1; continue
-            if searched and pause: sleep(pause)
-            searched += 1
-            try: found = search(t, max_images)
-            except Exception as e:
-                row['errors'] += f"{t!r}: {type(e).__name__}: {e}; "
-                continue
-            row['searched'] += 1; row['found'] += len(found)
-            rep = download_images(dest, found, progress=progress, **kwargs)
-            for k in ('ok','duplicate','failed'): row['downloaded' if k=='ok' else k] += rep[k]
-            state[t] = {'max_images': max_images, 'found': len(found), 'ok': rep['ok'], 'failed': rep['failed']}
-            _write_state(sf, state)
-        vr = verify_resize(dest, max_size=max_size, progress=progress)
-        row['broken'] = vr['broken']
-        row['images'] = len(image_files(dest))
+        row,searched = _build_class(path/c, terms, searched, max_images, max_size, pause, search, sleep, progress, kwargs)
         rows.append(pd.Series(row, name=c))
     res = pd.DataFrame(rows)
     res.index.name = 'class'
     if progress:
-        import pandas as pd
         with pd.option_context('display.width', 120, 'display.max_columns', 20): print(res.to_string())
         if res.errors.str.len().any(): print("Some searches failed (see `errors`); run again later to retry them.")
     return res

@@ -183,6 +183,59 @@ class RecordTraining(Callback):
             batches_per_epoch=_all_gather(self.batches), train_s=round(self.secs, 1),
             **{n: round(float(v), 4) for n,v in zip(names[::-1], vals[::-1]) if n != 'train_loss'})  # from the end: a cut-short epoch logs no train_loss
 
+# %% ../nbs/api/03_training.ipynb #323fb500
+def _pretrained_src(arch, pretrained, say):
+    "Where the pretrained weights for `arch` come from, as rank 0 decides for all processes; `None` when not `pretrained` or (saying so) when there are none."
+    url,cached = weights_location(arch)
+    src = from_rank0(_source(url, cached) if pretrained and rank_distrib()==0 else None)  # rank 0 decides for all
+    if pretrained and src is None: say(f"No pretrained weights for {arch_name(arch)}: not cached, and {url} cannot be reached.")
+    return src
+
+# %% ../nbs/api/03_training.ipynb #2ec8e126
+def _train_dls(path, files, size, bs, valid_pct, seed, num_workers, n_proc):
+    "Normalized `DataLoaders` for `path`, the global batch `bs` (default `auto_bs`) shared out over `n_proc` processes, smaller if that leaves no training batch."
+    nw = {} if num_workers is None and len(files) >= 1000 and not launched() else {'num_workers': num_workers or 0}   # no worker forked after the process group's threads
+    bs = bs or auto_bs(round(len(files)*(1-valid_pct)))
+    dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=math.ceil(bs/n_proc), **nw)   # the global batch, shared out
+    if len(dls.train)==0: dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=max(2, len(dls.train_ds)//2), **nw)
+    _norm_like_pretrained(dls)
+    return dls
+
+# %% ../nbs/api/03_training.ipynb #1b0edacf
+def _make_learner(dls, arch, pretrained, metrics, cbs, kwargs):
+    "Our `vision_learner` on every process, rank 0 first (it downloads), after checking that all processes start from the same weights."
+    learn = _rank0_first(lambda: vision_learner(dls, arch, pretrained=pretrained, metrics=metrics, cbs=cbs, **kwargs))  # rank 0 downloads
+    if len(set(_all_gather(learn.trained_from))) > 1:
+        raise RuntimeError(f"the processes do not all have pretrained weights for {arch_name(arch)} ({_all_gather(learn.trained_from)}, in rank order): "
+                           "put them in each machine's torch cache, or pass pretrained=False")
+    return learn
+
+# %% ../nbs/api/03_training.ipynb #0e57f915
+def _schedule(dls, scratch, epochs, lr, size, n_proc, say):
+    "`epochs` and peak `lr`, by default those for training from `scratch` or for fine-tuning; from scratch, `say` how it will train."
+    steps = batches_per_process(len(dls.train_ds), dls.train.bs, n_proc)  # batches per epoch on each process
+    epochs,lr = epochs or (scratch_epochs(steps) if scratch else 3), lr or (3e-3 if scratch else 2e-3)
+    if scratch: say(f"Training from scratch: all layers, one cycle up to lr {lr:g}, {epochs} epochs of {steps} batches of {dls.train.bs*n_proc}"
+                    + (f" ({dls.train.bs} on each of {n_proc} processes)" if n_proc>1 else "") + f", at {size}×{size} px.")
+    return epochs, lr
+
+# %% ../nbs/api/03_training.ipynb #71aa264f
+def _run_cbs(learn, dls, fast):
+    "Callbacks for this training only, so that `export` does not pickle them; with `fast`, `CPUFastPath` on a CPU, or `learn` in fastai's mixed precision on a GPU."
+    fit_cbs = [RecordTraining()] + ([DistributedFit()] if launched() else [])
+    if fast:
+        if dls.device.type=='cuda': learn.to_fp16()
+        elif dls.device.type=='cpu': fit_cbs.append(CPUFastPath())
+    return fit_cbs
+
+# %% ../nbs/api/03_training.ipynb #b1565a39
+def _fit_or_fine_tune(learn, scratch, epochs, lr, fit_cbs, quiet):
+    "Train `learn`: all layers in one cycle from `scratch`, else fastai's `fine_tune`; without progress bars or the table of results when `quiet`."
+    with contextlib.ExitStack() as ctx:
+        if quiet: ctx.enter_context(learn.no_bar()); ctx.enter_context(learn.no_logging())
+        if scratch: learn.fit_one_cycle(epochs, lr, cbs=fit_cbs)
+        else: Learner.fine_tune(learn, epochs, base_lr=lr, cbs=fit_cbs)   # fastai's: the fast path is in `fit_cbs` already, or `fast` is off
+
 # %% ../nbs/api/03_training.ipynb #0e768927
 @named_stalls()   # a stalled or vanished process: an error naming the rank
 def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset` or `build_dataset`
@@ -206,33 +259,14 @@ def train_classifier(path, # Folder of class folders, e.g. from `digits_dataset`
     init_distributed()  # under a launcher: before the data, so that on a GPU each process has its own device
     say,n_proc = print if rank_distrib()==0 else noop, max(1, num_distrib())
     arch = resolve_arch(arch)
-    url,cached = weights_location(arch)
-    src = from_rank0(_source(url, cached) if pretrained and rank_distrib()==0 else None)  # rank 0 decides for all
-    if pretrained and src is None: say(f"No pretrained weights for {arch_name(arch)}: not cached, and {url} cannot be reached.")
+    src = _pretrained_src(arch, pretrained, say)
     size = size or (192 if src else scratch_size(data_size(files)))
     set_seed(seed)
-    nw = {} if num_workers is None and len(files) >= 1000 and not launched() else {'num_workers': num_workers or 0}   # no worker forked after the process group's threads
-    bs = bs or auto_bs(round(len(files)*(1-valid_pct)))
-    dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=math.ceil(bs/n_proc), **nw)   # the global batch, shared out
-    if len(dls.train)==0: dls = image_datablock(size, valid_pct, seed).dataloaders(path, bs=max(2, len(dls.train_ds)//2), **nw)
-    _norm_like_pretrained(dls)
-    learn = _rank0_first(lambda: vision_learner(dls, arch, pretrained=src is not None, metrics=metrics, cbs=cbs, **kwargs))  # rank 0 downloads
-    if len(set(_all_gather(learn.trained_from))) > 1:
-        raise RuntimeError(f"the processes do not all have pretrained weights for {arch_name(arch)} ({_all_gather(learn.trained_from)}, in rank order): "
-                           "put them in each machine's torch cache, or pass pretrained=False")
+    dls = _train_dls(path, files, size, bs, valid_pct, seed, num_workers, n_proc)
+    learn = _make_learner(dls, arch, src is not None, metrics, cbs, kwargs)
     scratch = learn.trained_from=='scratch'
-    steps = batches_per_process(len(dls.train_ds), dls.train.bs, n_proc)  # batches per epoch on each process
-    epochs,lr = epochs or (scratch_epochs(steps) if scratch else 3), lr or (3e-3 if scratch else 2e-3)
-    if scratch: say(f"Training from scratch: all layers, one cycle up to lr {lr:g}, {epochs} epochs of {steps} batches of {dls.train.bs*n_proc}"
-                    + (f" ({dls.train.bs} on each of {n_proc} processes)" if n_proc>1 else "") + f", at {size}×{size} px.")
-    fit_cbs = [RecordTraining()] + ([DistributedFit()] if launched() else [])  # for this training only: not kept in the learner, so `export` does not pickle them
-    if fast:
-        if dls.device.type=='cuda': learn.to_fp16()
-        elif dls.device.type=='cpu': fit_cbs.append(CPUFastPath())
-    with contextlib.ExitStack() as ctx:
-        if not progress or rank_distrib(): ctx.enter_context(learn.no_bar()); ctx.enter_context(learn.no_logging())
-        if scratch: learn.fit_one_cycle(epochs, lr, cbs=fit_cbs)
-        else: Learner.fine_tune(learn, epochs, base_lr=lr, cbs=fit_cbs)   # fastai's: the fast path is in `fit_cbs` already, or `fast` is off
+    epochs,lr = _schedule(dls, scratch, epochs, lr, size, n_proc, say)
+    _fit_or_fine_tune(learn, scratch, epochs, lr, _run_cbs(learn, dls, fast), quiet=not progress or rank_distrib())
     return learn
 
 # %% ../nbs/api/03_training.ipynb #cba27196
