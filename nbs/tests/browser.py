@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from fastcore.net import free_port
 
 __all__ = ['CHROMIUM_ARGS', 'ensure_chromium', 'is_local', 'page_errors', 'procs_using', 'stop_group', 'die_with_parent',
-           'chromium_context', 'console_log', 'runnable_copy', 'runnable_nbs', 'nb_to_html', 'html_pages',
+           'chromium_context', 'console_log', 'runnable_copy', 'runnable_nbs', 'nb_html',
            'screenshot_dir', 'check_html', 'LabServer', 'lab_server', 'lab_wait_idle', 'lab_open',
            'lab_run_all', 'lab_run_code']
 
@@ -151,47 +151,15 @@ def runnable_nbs(src, # The notebooks' folder, e.g. `nbs`
         if not any(p.startswith(('_', '.')) for p in rel.parts): runnable_copy(fn, dest/rel, flags)
     return dest
 
-_EXEC = """import sys, json
-from nbdev.test import test_nb
-ok,_ = test_nb(sys.argv[1], save=True)
-if ok:  # nbdev records each cell's timing in a form nbformat's schema rejects
-    nb = json.load(open(sys.argv[1]))
-    for c in nb['cells']: c.get('metadata', {}).pop('execution', None)
-    with open(sys.argv[1], 'w') as f: json.dump(nb, f)
-sys.exit(0 if ok else 1)"""
-
-async def _run(cmd, cwd, timeout, what):
-    "Run `cmd` in its own process group, killed (with everything it started) at `timeout` or when cancelled."
-    p = await asyncio.create_subprocess_exec(*cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                             start_new_session=True, preexec_fn=die_with_parent)
-    try: out,_ = await asyncio.wait_for(p.communicate(), timeout)
-    except asyncio.TimeoutError: raise TimeoutError(f"{what} did not finish within {timeout:.0f} s") from None
-    finally:
-        try: os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError: pass
-    if p.returncode: raise RuntimeError(f"{what} failed:\n{out.decode(errors='replace')[-3000:]}")
-
-async def nb_to_html(fn, # A (runnable) notebook, executed in place, in its own folder
-                     out_dir, # Folder for the HTML file
-                     timeout:float=600, # Seconds for executing and converting, before both are stopped
-                    )->Path: # The HTML file
-    "Execute notebook `fn` as `nbdev-test` does, save its outputs, and convert it to HTML; in separate, time-limited processes."
-    fn, out_dir, t0 = Path(fn), Path(out_dir), time.time()
-    await _run([sys.executable, '-c', _EXEC, fn.name], fn.parent, timeout, f"executing {fn.name}")
-    await _run([sys.executable, '-m', 'nbconvert', '--to', 'html', '--output-dir', str(out_dir), fn.name], fn.parent,
-               max(timeout-(time.time()-t0), 30), f"converting {fn.name}")
-    return out_dir/f'{fn.stem}.html'
-
-async def html_pages(fns, # Notebooks to execute and convert
-                     out_dir, # Folder for the HTML files
-                     timeout:float=600, # Seconds for each notebook
-                     n:int=2, # How many to run at once
-                    )->list: # The HTML file, or the exception, for each notebook
-    "`nb_to_html` for each of `fns`, `n` at a time."
-    sem = asyncio.Semaphore(n)
-    async def one(fn):
-        async with sem: return await nb_to_html(fn, out_dir, timeout)
-    return await asyncio.gather(*map(one, fns), return_exceptions=True)
+def nb_html(fn, # A notebook, with the outputs it has stored
+            dest, # The HTML file to write
+           )->Path: # `dest`
+    "Notebook `fn` converted to HTML as it is stored, outputs and widget state included: what a reader sees on GitHub or the docs site. Nothing is executed."
+    from nbconvert import HTMLExporter
+    html,_ = HTMLExporter().from_filename(str(fn))
+    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(html, encoding='utf-8')
+    return dest
 
 def screenshot_dir()->Path:
     "The folder for review screenshots (created if needed)."
