@@ -6,26 +6,30 @@ Docs: https://fastai.github.io/fastlessons/api/app.html.md"""
 
 # %% ../nbs/api/09_app.ipynb #9695d6df
 from __future__ import annotations
-import os, io, json, base64, warnings
+import os, io, json, base64, warnings, mimetypes
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'IMAGE_EXTS', 'MAX_UPLOAD', 'to_mode', 'ImageError', 'read_image', 'fastai_resize', 'Classifier',
-           'load_classifier', 'image_input', 'example_files', 'make_app', 'serve', 'app_preview']
+__all__ = ['MAX_PIXELS', 'IMAGE_EXTS', 'MAX_UPLOAD', 'to_8bit', 'to_mode', 'ImageError', 'read_image', 'fastai_resize',
+           'Classifier', 'load_classifier', 'image_input', 'example_files', 'make_app', 'serve', 'app_preview']
 
 # %% ../nbs/api/09_app.ipynb #b8c900f7
 _16BIT = {'I;16', 'I;16L', 'I;16B', 'I;16N', 'I'}
 
+def to_8bit(im:Image.Image, # An opened image, in any mode
+           )->Image.Image: # `im`, or its 8-bit `L` version when it is 16-bit greyscale
+    "16-bit greyscale scaled to 8 bits (65535 → 255, rounded), as an image viewer shows it; any other image unchanged."
+    if im.mode not in _16BIT: return im
+    a = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
+    return Image.fromarray(np.round(a/257).astype(np.uint8))
+
 def to_mode(im:Image.Image, # An opened image, in any mode
             mode:str='RGB', # 'RGB' for a model of colour images (fastai's `PILImage`), 'L' for one channel (`PILImageBW`)
            )->Image.Image:
-    "Convert `im` to `mode` as fastai's `PILImage.create` does; 16-bit greyscale is first scaled to 8 bits."
-    if im.mode in _16BIT:
-        a = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
-        im = Image.fromarray(np.round(a/257).astype(np.uint8))
-    return im.convert(mode)
+    "Convert `im` to `mode` as fastai's `PILImage.create` does; 16-bit greyscale is first scaled to 8 bits (`to_8bit`)."
+    return to_8bit(im).convert(mode)
 
 # %% ../nbs/api/09_app.ipynb #23b483c7
 MAX_PIXELS = 89_478_485  # Pillow's default `Image.MAX_IMAGE_PIXELS`, above which it warns of a decompression bomb
@@ -172,7 +176,7 @@ def image_input(label:str|None=None, # The label in the page; `None`: the functi
     return inp
 
 # %% ../nbs/api/09_app.ipynb #3a036620
-IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.gif', '.webp', '.bmp', '.tif', '.tiff'}
+IMAGE_EXTS = frozenset({k.lower() for k,v in mimetypes.types_map.items() if v.startswith('image/')} | {'.webp', '.jfif'})   # as fastai's `get_image_files`, and WebP, JFIF
 
 def example_files(folder='examples', # A folder of example images
                  )->list: # Their paths, sorted, as strings; empty if the folder does not exist

@@ -130,8 +130,12 @@ def _export_for_app(learn, run:Path)->list:
     return ['model.onnx', 'examples/']
 
 # %% ../nbs/api/13_cli.ipynb #8b37668c
-def _world_size()->int: return int(os.environ.get('WORLD_SIZE', 0))
-def _rank()->int: return int(os.environ.get('RANK', 0)) if _world_size() > 1 else 0
+def _launched()->bool:
+    "Whether a launcher started this process as one of several: read from the environment, before the slow import of torch (`distributed.launched` says the same through fastai)."
+    return int(os.environ.get('WORLD_SIZE', 0)) > 1
+def _rank()->int:
+    "This process's rank: fastai's `rank_distrib` under a launcher, 0 otherwise."
+    return _quiet_import('fastlessons.distributed').rank_distrib() if _launched() else 0
 
 class _Rank0Failed(Exception):
     "Rank 0 could not prepare the run and reports why; the other processes stop with its exit status, quietly."
@@ -139,7 +143,7 @@ class _Rank0Failed(Exception):
 
 def _from_rank0(f):
     "`f()` run on rank 0 alone, its result given to every process; when it fails, rank 0 raises the error and the others `_Rank0Failed`."
-    if _world_size() <= 1: return f()
+    if not _launched(): return f()
     from fastlessons.distributed import from_rank0
     res = None
     if _rank()==0:
@@ -208,7 +212,7 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
         try:
             t0 = time.time()
             if is_cli(train_cli): import matplotlib; matplotlib.use('Agg')
-            if _world_size() > 1: _quiet_import('fastlessons.distributed').init_distributed()
+            if _launched(): _quiet_import('fastlessons.distributed').init_distributed()
             def prepare():  # bad input fails here, before the slow import of fastai; under a launcher, on rank 0, which tells the others
                 nonlocal run
                 run = _run_dir(out, _run_name(source))
@@ -225,7 +229,7 @@ def train_cli(*source:str, # Nothing for the embedded digits; a folder of class 
             if run: _remove_empty(run/'data', run)  # leave no empty folder behind
             return _report(e, 'fastlessons-train', train_cli)
         finally:
-            if _world_size() > 1:  # every process leaves the launcher's process group together, the learner freed first
+            if _launched():  # every process leaves the launcher's process group together, the learner freed first
                 learn = None
                 from fastlessons.distributed import leave_together
                 leave_together()

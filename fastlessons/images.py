@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/images.html.md"""
 
 # %% ../nbs/api/01_images.ipynb #5445aeef
 from __future__ import annotations
-import os, io, mimetypes, warnings
+import os, io, warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import partial
@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 from fastcore.foundation import L
 from .core import atomic_write, clean_partials, claim_name, move_noclobber, append_jsonl
+from .app import IMAGE_EXTS, to_8bit   # the Space's runtime: it imports nothing from the package, so the rules are stated once, there
 
 # %% auto #0
 __all__ = ['sniff_image', 'image_files', 'fit_size', 'get_image_files', 'to_rgb', 'decode_error', 'png_error', 'fix_image',
@@ -34,8 +35,6 @@ def sniff_image(data:bytes # The first bytes of a file (16 are enough)
     return None
 
 # %% ../nbs/api/01_images.ipynb #c6f74b41
-_IMG_EXTS = {k.lower() for k,v in mimetypes.types_map.items() if v.startswith('image/')} | {'.webp', '.jfif'}   # the names of image files
-
 def image_files(path, # Folder to look in
                 recurse:bool=True, # Look in subfolders too
                )->list[Path]: # Sorted image files, skipping hidden files and folders (like fastai's `get_image_files`)
@@ -45,7 +44,7 @@ def image_files(path, # Folder to look in
     out = []
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith('.')) if recurse else []
-        out += [Path(root)/f for f in files if not f.startswith('.') and Path(f).suffix.lower() in _IMG_EXTS]
+        out += [Path(root)/f for f in files if not f.startswith('.') and Path(f).suffix.lower() in IMAGE_EXTS]
     return sorted(out)
 
 def fit_size(size:tuple, # (width, height)
@@ -72,9 +71,8 @@ def to_rgb(im:Image.Image, # Any PIL image
           )->Image.Image: # An RGB image
     "Convert `im` to RGB, compositing transparency over `background` and scaling 16-bit and float values to 8 bits."
     if im.mode == 'RGB': return im
-    if im.mode in ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I'):
-        im = im.convert('I').point(lambda v: v * (1/256)).convert('L')
-    elif im.mode == 'F': im = im.point(lambda v: v * 255).convert('L')
+    im = to_8bit(im)   # 16-bit greyscale, rounded as the app rounds it
+    if im.mode == 'F': im = im.point(lambda v: v * 255).convert('L')
     if im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or (im.mode == 'P' and 'transparency' in im.info):
         im = im.convert('RGBA')
         bg = Image.new('RGBA', im.size, (*background, 255))

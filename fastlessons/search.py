@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastcore.foundation import L
 from .core import atomic_write
-from .images import _IMG_EXTS
+from .app import IMAGE_EXTS
 
 # %% auto #0
 __all__ = ['SEARCH_OPTIONS', 'backoff', 'SearchError', 'failure_kind', 'with_retries', 'check_options', 'ddg_page', 'ddg_search',
@@ -162,7 +162,7 @@ def local_search(term:str, # What to search for: the name of a subfolder of `fol
     for name in dict.fromkeys([term, term.replace(' ','_'), term.replace(' ','-')]):
         sub = folder/name
         if sub.is_dir() and sub.resolve().parent == folder.resolve():  # no `../` escapes
-            fns = sorted(p for p in sub.rglob('*') if p.suffix.lower() in _IMG_EXTS and p.is_file())
+            fns = sorted(p for p in sub.rglob('*') if p.suffix.lower() in IMAGE_EXTS and p.is_file())
             return [{'image': p.resolve().as_uri(), 'title': p.stem, 'source': 'local'} for p in fns[:max_images]]
     return []
 
