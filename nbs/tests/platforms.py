@@ -64,10 +64,13 @@ def changed(before:dict, after:dict, names=KEPT)->dict:
 def build_wheel(src, # The project's folder
                 dest, # Folder to write the wheel into
                )->Path: # The wheel
-    "Build the project's wheel, as a release does (no dependencies bundled)."
+    "Build the project's wheel, as a release does (no dependencies bundled), from a copy of `src`: setuptools writes `build/` and `*.egg-info` into the folder it builds, so two builds of one checkout at once (the platform notebooks run side by side) would collide."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-w', str(dest), str(src)],
-                   check=True, capture_output=True, text=True, timeout=600)
+    with tempfile.TemporaryDirectory() as t:
+        skip = shutil.ignore_patterns('.*', 'build', 'dist', '*.egg-info', '__pycache__', 'nbs', 'bench', 'tools', 'screenshots', 'models', '_docs', '_proc')
+        copy = shutil.copytree(src, Path(t)/'src', ignore=skip)
+        r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-w', str(dest), str(copy)], capture_output=True, text=True, timeout=600)
+        if r.returncode: raise RuntimeError(f"building the wheel failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
     whl, = dest.glob('fastlessons-*.whl')
     return whl
 
