@@ -33,6 +33,7 @@ with warnings.catch_warnings():  # fastai's own use of `torch.jit.script` warns 
     from fastlessons.bias import *
     from fastlessons.compare import *
     from fastlessons.doctor import doctor, doctor_summary   # the preflight; its building blocks (`check`, `report`, …) stay in their module
+    from fastlessons.questions import questionnaire   # each lesson's *Check yourself*; the machinery stays in `fastlessons.quiz`
 
 # %% ../nbs/api/all.ipynb #84f7754b
 _mods = (core, images, search, download, datasets, architectures, distributed, training, cleaning, inference, onnx_export, app, space, gradient, bias, compare)

@@ -13,7 +13,7 @@ from .datasets import digits_dataset
 
 # %% auto #0
 __all__ = ['DEFAULT_ARCHS', 'NoNetworkError', 'digits_cli', 'train_cli', 'predict_cli', 'app_cli', 'space_cli', 'compare_cli',
-           'doctor_cli']
+           'doctor_cli', 'quiz_cli']
 
 # %% ../nbs/api/13_cli.ipynb #3e7846bf
 class NoNetworkError(ConnectionError):
@@ -424,3 +424,23 @@ def doctor_cli(work_dir:str='.', # The folder the lessons will write in
     from fastlessons.doctor import doctor
     problems = [f for f in doctor(work_dir=work_dir, internet_timeout=timeout) if f['level'] == 'problem']
     return int(bool(problems)) if is_cli(doctor_cli) else problems
+
+# %% ../nbs/api/13_cli.ipynb #4739cd62
+@command(pos=('lesson',))
+def quiz_cli(lesson:str|None=None, # A lesson whose questions to ask: its name or its start ('1', '02_d', '3'); none: your progress in every lesson
+             question:int|None=None, # Ask only this question of the lesson
+            ):
+    "Your progress in the lessons' questionnaires; given a lesson, ask its questions here and check each answer."
+    from fastlessons.questions import QUIZZES, questionnaire
+    from fastlessons.quiz import ask, plain, quiz_folder
+    try:
+        if lesson is None:
+            print(f"Your answers are kept in {quiz_folder()}")
+            for k in QUIZZES: print(plain(questionnaire(k).summary()))
+            return 0
+        try: quiz = questionnaire(lesson)
+        except KeyError as e: raise ValueError(e.args[0]) from None
+        if question is not None and not 1 <= question <= len(quiz): raise ValueError(f"{quiz.lesson} has questions 1 to {len(quiz)}, not {question}")
+        right = ask(quiz, None if question is None else [question])
+        return 0 if is_cli(quiz_cli) else right
+    except Exception as e: return _report(e, 'fastlessons-quiz', quiz_cli)
