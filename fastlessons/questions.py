@@ -49,7 +49,7 @@ def lesson1()->Quiz:
     "Lesson 1's questionnaire: *Is it a bird?*"
     return Quiz('01_is_it_a_bird', "Lesson 1: Is it a bird?", [
     Short('architecture', "What do we call the functional form of a model: the kind of function it is, before training fills in its numbers?",
-          ['architecture', 'model architecture'], hint="`resnet18` is one of them.",
+          ['architecture', 'model architecture', 'network architecture', 'neural network architecture'], hint="`resnet18` is one of them.",
           why="`resnet18` is an architecture; training finds the values of its parameters.",
           wrong={'parameters': "The parameters (weights) are the numbers inside it that training changes; the form they sit in has another name.",
                  'weights': "The weights are the numbers inside it that training changes; the form they sit in has another name.",
@@ -67,7 +67,7 @@ def lesson1()->Quiz:
         'The loss': "The loss measures how wrong the predictions are."},
         'The images', hint="It is what the model is given, and the predictions are calculated from it.", why="The images are the input, the independent variable; the labels are the dependent variable."),
     Short('dependent', "The notes call the correct labels, the targets, by another name: the ___ variable?", ['dependent variable', 'dependent'],
-          hint="It is the opposite of the input's name.", why="The labels depend on the input: they are the dependent variable.", drop=('variable',),
+          hint="It is the opposite of the input's name.", why="The labels depend on the input: they are the dependent variable.", drop=('variable', 'variables'),
           wrong={'independent': "The independent variable is the input, the images.", 'predictions': "The predictions are what the model outputs; the labels are what they are compared with.",
                  'output': "The output is the prediction; the labels are the correct answers.",
                  'targets': "That is the name the question gives them; the notes' other name is a kind of variable.",
@@ -78,7 +78,7 @@ def lesson1()->Quiz:
         'The number of epochs': "The epochs decide how long training runs, not how the loss of one prediction is computed."},
         ['The predictions', 'The correct labels'], several=True, hint="It measures how wrong something is compared with something.",
         why="The loss compares the predictions with the correct labels: it is small when the predictions are right and confident."),
-    Number('valid_count', "`RandomSplitter(valid_pct=0.2, seed=41)` on 250 images: how many are kept back for validation?", 50,
+    Number('valid_count', "`RandomSplitter(valid_pct=0.2, seed=41)` on 250 images: how many are kept back for validation?", 50, units={'image': 1, 'picture': 1, 'photo': 1, 'file': 1},
            hint="`valid_pct` is the share kept back.", why="20% of 250 is 50, kept out of training to measure the model on images it has not learnt from.",
            wrong={200: "That is how many are left for training.", 20: "0.2 is a fraction of all 250 images, not a count.", 0.2: "That is the fraction: how many images is that?"}),
     Choice('seed', "Why give `RandomSplitter` a seed?", {
@@ -96,7 +96,7 @@ def lesson1()->Quiz:
         'the whole photo in 192×192, its proportions changed', hint="To squish is to press something into a shape.",
         why="`squish` keeps the whole picture and distorts it; `crop` keeps its shape and loses the edges; `pad` keeps both and adds bands."),
     Short('crop_loses', "Which `Resize` method can cut off the part of the photo that shows the bird: `squish`, `crop` or `pad`?", 'crop',
-          hint="Which one throws pixels away?", why="`crop` keeps a square from the middle (at random, in training) and drops the rest, which may be the bird.",
+          hint="Which one throws pixels away?", why="`crop` keeps a square (from a random place in training, from the centre in validation) and drops the rest, which may be the bird.",
           wrong={'squish': "`squish` keeps every pixel, and distorts them.", 'pad': "`pad` keeps every pixel, and adds bands."},
           otherwise="Answer with one of `squish`, `crop` or `pad`."),
     Choice('verify', "What does `verify_images(get_image_files(path))` return?", {
@@ -106,7 +106,7 @@ def lesson1()->Quiz:
         'How many images are broken': "It returns the files themselves, so that you can remove them."},
         'The files that cannot be opened as images', hint="What would you need in order to remove the broken ones?",
         why="Downloads fail: a web page saved as `.jpg`, a file cut off. `verify_images` lists the files that cannot be opened."),
-    Number('epochs', "`learn.fine_tune(3)` on a pretrained `resnet18`: how many epochs does it train in all?", 4,
+    Number('epochs', "`learn.fine_tune(3)` on a pretrained `resnet18`: how many epochs does it train in all?", 4, units={'epoch': 1},
            hint="`fine_tune` first trains the new head alone, with the pretrained body frozen.",
            why="One epoch with the body frozen (`freeze_epochs=1`), then 3 with every layer: 4.",
            wrong={3: "3 are with every layer; before them, one more trains only the new head.", 1: "One is the frozen epoch; 3 more follow."}),
@@ -156,10 +156,10 @@ def lesson2()->Quiz:
            why="Each crop keeps between 30% and all of the image, picked at random every epoch, then resized to 224.",
            wrong={0.7: "That is the most that can be cut away.", 224: "224 is the size of the crop in pixels once resized.", 30: "30 alone is 30 times the whole image: as a percentage, write `30%`."}),
     Choice('augment_valid', "Does data augmentation change the validation images?", {
-        'No: random augmentations apply to the training set only; validation images are only resized': "",
+        'No: random augmentations apply to the training set only; validation images are only resized (or cropped at the centre) and normalised': "",
         'Yes, the same as the training images': "Then the error rate would change from run to run with the random transforms: augmentation is for training only.",
-        'Yes, more strongly, to test the model harder': "Validation measures the model on images as they come; they are only resized."},
-        'No: random augmentations apply to the training set only; validation images are only resized',
+        'Yes, more strongly, to test the model harder': "Validation measures the model on images as they come: they are only brought to size and normalised."},
+        'No: random augmentations apply to the training set only; validation images are only resized (or cropped at the centre) and normalised',
         hint="What would the validation error mean if the images changed at random every epoch?", why="The validation set measures the model on images as a user will give them."),
     Choice('confusion', "In `interp.plot_confusion_matrix()`, what does a number off the diagonal count?", {
         "Validation images of the row's actual class that the model predicted as the column's class": "",
@@ -212,7 +212,7 @@ def lesson2()->Quiz:
         "The model's predictions change the data it is next trained on", hint="Where does the next model's data come from?",
         why="More patrols find more arrests where the model pointed, which the next model learns: the bias grows with each round."),
     Short('bias_bears', "A bear classifier, trained on web photos mostly taken in daylight, fails on night-time trail camera images. Which of the six sources of bias is this?",
-          'representation', drop=('bias',), hint="Some of the images it will be used on are missing from its data.",
+          ['representation', 'representational'], drop=('bias',), hint="Some of the images it will be used on are missing from its data.",
           why="Night-time images, which it will be used on, are missing from the data: representation bias.",
           wrong={'deployment': "Deployment bias is a model used for something other than what it was made for; here it is used as intended.",
                  'historical': "Historical bias is in the world itself; here the data lacks some of the images the model will meet.",
@@ -251,9 +251,9 @@ def deployment()->Quiz:
         'The loss': "There is no label to compute a loss with."},
         "The predicted class, its index, and the probability of every class", hint="The app's function starts with `pred,idx,probs = ...`.",
         why="`classify_image` uses the third, `probs`, to show every class's probability."),
-    Choice('label_wants', "What must the function given to `gr.Interface(fn=..., outputs=gr.Label())` return?", {
+    Choice('label_wants', "What does the course's function return to `gr.Label()` so that the page shows every class's probability?", {
         "A dictionary of each class and its probability": "",
-        'The predicted class as a string': "A `Label` can show a string, but then the page shows no probabilities; the course returns the dictionary.",
+        'The predicted class as a string': "A `Label` shows a string as it is, with no probabilities.",
         'A tensor of probabilities': "Gradio does not know which probability belongs to which class.",
         'An image': "The output is a label, not an image."},
         "A dictionary of each class and its probability", hint="`dict(zip(categories, map(float, probs)))`.",
@@ -299,10 +299,10 @@ def deployment()->Quiz:
         'Gradio': "The app is still a Gradio app."},
         "Installing torch and fastai, and loading a pickle", hint="Look at the Space's `requirements.txt`.",
         why="onnxruntime runs the model with no torch, no fastai and no code from the file: a smaller, faster, safer Space."),
-    Number('n_probs', "A model trained on the 37 pet breeds: how many probabilities does `learn.predict` return for one image?", 37,
+    Number('n_probs', "A model trained on the 37 pet breeds: how many probabilities does `learn.predict` return for one image?", 37, units={'probability': 1, 'probabilities': 1, 'prob': 1},
            hint="One per class.", why="One probability per class, summing to 1.",
            wrong={1: "That is the probability of the predicted class; `probs` holds one for every class.", 2: "Cats and dogs were two classes; the breeds are 37."}),
-    Short('launch', "Which method of a `gr.Interface` starts the app?", ['launch', 'launch()', 'intf.launch()', 'intf.launch'],
+    Short('launch', "Which method of a `gr.Interface` starts the app?", ['launch', 'launch()', 'launch(inline=False)', 'intf.launch()', 'demo.launch()', 'iface.launch()', 'interface.launch()'],
           hint="The course's last line: `intf.___(inline=False)`.", why="`intf.launch()` serves the app; in a Space, `app.py` calls it and Hugging Face serves it.",
           wrong={'run': "Close in meaning, but Gradio names it otherwise.", 'close': "That one stops the app.", 'interface': "That makes the app; another method starts it."}),
     Code('label_dict', "Write `label_dict(categories, probs)`: the dictionary Gradio's `Label` shows, each class's name to its probability as a Python `float`, in the order of `categories`.",
@@ -326,16 +326,16 @@ def verify_mae(fn):
         raise Wrong(f"`{call}` returned {y:g}, not {want:g}.")
 
 # %% ../nbs/api/12b_questions.ipynb #7308fa69
-def _descend_ref(params, loss_fn, steps, lr, zero=True):
-    "Gradient descent as the lesson does it; with `zero=False`, as it would go without zeroing the gradients."
+def _descend_ref(params, loss_fn, steps, lr, zero=True)->tuple:
+    "Gradient descent as the lesson does it, as (the parameters, the losses); with `zero=False`, as it would go without zeroing the gradients."
     import torch
-    params = params.detach().clone().requires_grad_()
+    params, losses = params.detach().clone().requires_grad_(), []
     for _ in range(steps):
-        loss = loss_fn(params); loss.backward()
+        loss = loss_fn(params); loss.backward(); losses.append(loss.item())
         with torch.no_grad():
             params -= params.grad*lr
             if zero: params.grad.zero_()
-    return params.detach()
+    return params.detach(), losses
 
 def verify_descend(fn):
     "Check `descend(params, loss_fn, steps, lr)`: the lesson's loop, updating `params` in place, gradients zeroed each step."
@@ -344,16 +344,20 @@ def verify_descend(fn):
     loss_fn = lambda abc: ((abc[0]*x**2 + abc[1]*x + abc[2]) - y).abs().mean()
     start = torch.tensor([1.1, 1.1, 1.1])
     params = start.clone().requires_grad_()
+    params.grad = torch.zeros_like(params)   # as after an earlier step: the lesson zeroes it before `backward()`
     try: losses = attempt(fn, params, loss_fn, 5, 0.01)
     except Wrong as e:
         if 'leaf Variable' in str(e): raise Wrong(f"{e}\n\nUpdate the parameters inside `with torch.no_grad():`, so that the update itself is not tracked.") from None
         raise
-    got = params.detach()
+    got, (want, want_losses), (summed, _) = params.detach(), _descend_ref(start, loss_fn, 5, 0.01), _descend_ref(start, loss_fn, 5, 0.01, zero=False)
     if torch.allclose(got, start): raise Wrong("`params` did not change: update them in place, `params -= params.grad*lr`, inside `with torch.no_grad()`.")
-    if torch.allclose(got, _descend_ref(start, loss_fn, 5, 0.01, zero=False), atol=1e-6) and not torch.allclose(got, _descend_ref(start, loss_fn, 5, 0.01), atol=1e-6):
-        raise Wrong("The gradients add up from step to step: PyTorch adds each `backward()`'s gradients to `.grad`. Zero them after each update: `params.grad.zero_()`.")
-    if not torch.allclose(got, _descend_ref(start, loss_fn, 5, 0.01), atol=1e-5): raise Wrong(f"After 5 steps `params` is {got.tolist()}, not what gradient descent with `lr=0.01` gives.")
+    if torch.allclose(got, summed, atol=1e-6) and not torch.allclose(got, want, atol=1e-6):
+        raise Wrong("The gradients add up from step to step: PyTorch adds each `backward()`'s gradients to `.grad`. Zero them at every step, before `backward()` (or after the update): `params.grad.zero_()`.")
+    if not torch.allclose(got, want, atol=1e-5): raise Wrong(f"After 5 steps `params` is {got.tolist()}, not what gradient descent with `lr=0.01` gives.")
     if not isinstance(losses, (list, tuple)) or len(losses) != 5: raise Wrong(f"`descend` returned {_short(losses)}: return the list of the 5 losses.")
+    got_losses = [_number(l, 'descend') for l in losses]
+    if any(abs(g - w) > 1e-5*max(1, abs(w)) for g,w in zip(got_losses, want_losses)):
+        raise Wrong(f"`descend` returned the losses {[round(l, 4) for l in got_losses]}, not the 5 steps' {[round(l, 4) for l in want_losses]}: keep each step's `loss.item()`, computed before its update.")
 
 # %% ../nbs/api/12b_questions.ipynb #88f23b2a
 def verify_layer(fn):
@@ -388,7 +392,7 @@ def lesson3()->Quiz:
         'Python and fastai themselves': "Those must be installed where the file is loaded."},
         "The steps that turn an image into the model's input, and the model's parameters", hint="What do you need to predict from a new image?",
         why="The DataLoaders' transforms and vocab (how to prepare an image) and the model with its weights."),
-    Short('fit', "Machine learning models are things that ___ functions to data.", ['fit', 'fit functions to data'], drop=('functions to data',),
+    Short('fit', "Machine learning models are things that ___ functions to data.", ['fit', 'fits'], drop=('functions to data', 'a function to data'),
           hint="Start from a very flexible function, and make it match the data.", why="Training fits a flexible function to the data by changing its parameters.",
           wrong={'apply': "The model is the function; training makes it match the data.", 'learn': "Close in meaning; the lesson's word is shorter."}),
     Choice('requires_grad', "What does `abc.requires_grad_()` do?", {
@@ -411,9 +415,9 @@ def lesson3()->Quiz:
         'It raises an error': "It runs without a word, which is why it is easy to miss.",
         'The loss is not computed': "The loss is computed; the step taken from it is wrong."},
         "Each step's gradients are added to the ones before, so the steps use the sum of all past gradients",
-        hint="Does `backward()` write `.grad`, or add to it?", why="So the lesson zeroes them after each update: `abc.grad.zero_()`."),
+        hint="Does `backward()` write `.grad`, or add to it?", why="So the lesson zeroes them at every step, before `backward()`: `abc.grad.zero_()`."),
     Short('learning_rate', "In `abc -= abc.grad*0.01`, what is 0.01 called?", ['learning rate', 'lr', 'the learning rate', 'step size'],
-          hint="fastai's `fine_tune` and `fit` take it as `lr`.", why="The learning rate scales each step: too big and the loss jumps about, too small and training crawls.",
+          hint="fastai's `fit` takes it as `lr`, and `fine_tune` as `base_lr`.", why="The learning rate scales each step: too big and the loss jumps about, too small and training crawls.",
           wrong={'gradient': "The gradient is `abc.grad`; 0.01 scales it.", 'weight decay': "Weight decay pulls weights towards zero; this number scales the gradient step.",
                  'loss': "The loss is what the gradient is of."}),
     Choice('gradient_sign', "The gradient of the loss with respect to parameter `a` is positive. To lower the loss, `a` should…", {
@@ -421,16 +425,16 @@ def lesson3()->Quiz:
         'stay as it is': "The loss can be lowered by moving `a`.", 'be set to zero': "Gradient descent takes a small step, not a jump to zero."},
         'go down', hint="A positive gradient: the loss goes up when `a` goes up.", why="That is why the update subtracts the gradient."),
     Short('relu', "`torch.clip(y, 0.)` replaces every negative value with 0. What is this function called in a neural network?",
-          ['relu', 'rectified linear unit', 'rectified linear', 'rectified linear function'],
-          hint="A *rectified linear unit*, in three letters and a lower-case u.", why="Add together enough ReLUs of lines and you can fit any function.",
+          ['relu', 'nn.ReLU', 'F.relu', 'torch.relu', 'rectified linear unit', 'rectified linear'], drop=('function', 'activation'),
+          hint="Its short name is four letters, from *re*ctified *l*inear *u*nit.", why="Add together enough ReLUs of lines and you can fit any function.",
           wrong={'sigmoid': "The sigmoid squashes to between 0 and 1; this one only cuts off the negatives.", 'clip': "That is PyTorch's function; its name in a network is another.",
                  'activation': "It is an activation function; which one?"}),
-    Number('layer_params', "A layer as a matrix multiply, `x @ W + b`, from 10 inputs to 3 outputs: how many parameters does it have?", 33,
+    Number('layer_params', "A layer as a matrix multiply, `x @ W + b`, from 10 inputs to 3 outputs: how many parameters does it have?", 33, units={'parameter': 1, 'param': 1},
            hint="Count `W` (inputs × outputs) and `b` (one per output).", why="`W` is 10×3 = 30, and `b` adds 3: 33.",
            wrong={30: "That is `W`; `b` adds one per output.", 13: "10 + 3 adds the sizes; `W` has one weight for every input and output pair."}),
-    Choice('bias_source', "A hiring model is trained on ten years of a company's accurate records of who it hired, when it rarely hired women; it ranks women lower. Which source of bias?", {
-        'Historical bias': "", 'Measurement bias': "The records are accurate: nothing is measured badly.",
-        'Representation bias': "Women are in the data; the decisions recorded about them are the problem.",
+    Choice('bias_source', "A hiring model is trained on ten years of a company's accurate records of all its applicants, women among them, and which of them it hired, at a time when it rarely hired women. It ranks women lower. Which source of bias?", {
+        'Historical bias': "", 'Measurement bias': "The records are accurate, and 'hired' is what the model is meant to predict: what went wrong is what happened, not how it was recorded.",
+        'Representation bias': "Every applicant is in the data, women among them; the decisions recorded about them are the problem.",
         'Deployment bias': "The model is used for what it was made for."},
         'Historical bias', hint="The data is right; the world it records was not fair.", why="Data measured perfectly from an unfair past carries that past: historical bias."),
     Short('bias_judges', "A model made to estimate the risk that a defendant reoffends is used by judges to decide the length of sentences. Which source of bias is this?", 'deployment', drop=('bias',),
@@ -455,7 +459,7 @@ def descend(params, loss_fn, steps, lr):
             params.grad.zero_()
         losses.append(loss.item())
     return losses""", verify_descend,
-         hint="The lesson's loop, plus `params.grad.zero_()` inside the `with torch.no_grad():` block.",
+         hint="The lesson's loop: `params.grad.zero_()` at every step, before `backward()`; the update inside `with torch.no_grad():`.",
          why="Without the zeroing, each step would use the sum of every gradient so far.", setup="import torch"),
     Code('relu_layer', "Write `relu_layer(x, w, b)`: a layer as a matrix multiply, `x` (one row per input) times the weights `w` plus the bias `b`, followed by a ReLU.",
          'relu_layer', """

@@ -129,23 +129,26 @@ Choice._check = _choice_check
 
 # %% ../nbs/api/12a_quiz.ipynb #898678f4
 class Short(Question):
-    "A word or a few: right if, normalised, it is one of `answers`; `wrong` maps plausible wrong answers to the reason each is wrong."
+    "A word or a few: right if, normalised, it is one of `answers`; `wrong` maps plausible wrong answers (with or without a word of `drop`) to the reason each is wrong."
     def __init__(self, id, text, answers, hint, why, wrong:dict|None=None, drop=(), otherwise:str="That is not the word we are looking for.", limit:int=200):
         super().__init__(id, text, hint, why)
         self.answers,self.drop,self.otherwise,self.limit = [answers] if isinstance(answers, str) else list(answers),drop,otherwise,limit
-        self.wrong = {normalise(k, drop): v for k,v in (wrong or {}).items()}
+        self.wrong = {normalise(k): v for k,v in (wrong or {}).items()}
+        for k,v in (wrong or {}).items():
+            if d := normalise(k, drop): self.wrong.setdefault(d, v)
     def answer_text(self): return f"The answer: **{self.answers[0]}**."
     def _check(self, answer):
         if not isinstance(answer, str): return False, f"Answer in words, as a string: `{self.ref}.check({self.example})`."
         if len(answer) > self.limit: return False, f"That is {len(answer):,} characters: the answer is a word or a few."
         a = normalise(answer, self.drop)
         if a in {normalise(x, self.drop) for x in self.answers}: return True, ''
-        return False, self.wrong.get(a, self.otherwise)
+        return False, self.wrong.get(normalise(answer)) or self.wrong.get(a, self.otherwise)
 
 # %% ../nbs/api/12a_quiz.ipynb #c232620a
-_NUM = re.compile(r'^\s*([-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:e[-+]?\d+)?)\s*(.*?)\s*$', re.I)
+_NUM = re.compile(r'^\s*([-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:e[-+]?\d+)?)(?:\s*/\s*(\d+))?\s*(.*?)\s*$', re.I)
+class _UnitUnknown(ValueError): "A number with a unit the question does not know: perhaps right, so not an answer to record."
 class Number(Question):
-    "A number, right within `tol` of `answer`; `units` (e.g. `{'%': 0.01, 'percent': 0.01}`) scale an answer written with them; `wrong` maps plausible wrong numbers to the reason each is wrong."
+    "A number (or a fraction such as `3/10`), right within `tol` of `answer`; `units` (e.g. `{'%': 0.01, 'percent': 0.01}`, or `{'epoch': 1}`, which reads `4 epochs` too) scale an answer written with them; `wrong` maps plausible wrong numbers to the reason each is wrong."
     example = '42'
     def __init__(self, id, text, answer:float, hint, why, units:dict|None=None, wrong:dict|None=None, tol:float=1e-6):
         super().__init__(id, text, hint, why)
@@ -156,12 +159,17 @@ class Number(Question):
         if isinstance(answer, bool): raise ValueError("That is True or False, not a number.")
         if isinstance(answer, (int, float)) or hasattr(answer, '__float__') and not isinstance(answer, str): return float(answer)
         if not isinstance(answer, str) or not (m := _NUM.match(answer[:100])): raise ValueError(f"Answer with a number, as in `{self.ref}.check({self.example})`.")
-        x, unit = float(m[1].replace(',', '.')), normalise(m[2])
+        x, unit = float(m[1].replace(',', '.')), normalise(m[3])
+        if m[2]:
+            if not int(m[2]): raise ValueError("A fraction over 0 is not a number.")
+            x /= int(m[2])
         if not unit: return x
-        if unit not in self.units: raise ValueError(f"A number {'without a unit' if not self.units else 'with no unit or one of ' + ', '.join(self.units)}: {m[2]!r} is not one of them.")
+        if unit not in self.units and unit.endswith('s'): unit = unit[:-1]   # '4 epochs' as '4 epoch'
+        if unit not in self.units: raise _UnitUnknown(f"Write the number {'without a unit' if not self.units else 'with no unit or one of ' + ', '.join(self.units)}: {m[3]!r} is not one of them.")
         return x*self.units[unit]
     def _check(self, answer):
         try: x = self.read(answer)
+        except _UnitUnknown as e: return None, str(e)
         except (ValueError, TypeError, OverflowError) as e: return False, str(e)
         except Exception as e: return False, f"That could not be read as a number ({type(e).__name__})."
         close = lambda a: abs(x - a) <= self.tol*max(1, abs(a))
