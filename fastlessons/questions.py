@@ -49,7 +49,7 @@ def lesson1()->Quiz:
     "Lesson 1's questionnaire: *Is it a bird?*"
     return Quiz('01_is_it_a_bird', "Lesson 1: Is it a bird?", [
     Short('architecture', "What do we call the functional form of a model: the kind of function it is, before training fills in its numbers?",
-          ['architecture', 'model architecture', 'network architecture', 'neural network architecture'], hint="`resnet18` is one of them.",
+          ['architecture', 'model architecture', 'network architecture', 'neural network architecture', 'neural net architecture'], hint="`resnet18` is one of them.",
           why="`resnet18` is an architecture; training finds the values of its parameters.",
           wrong={'parameters': "The parameters (weights) are the numbers inside it that training changes; the form they sit in has another name.",
                  'weights': "The weights are the numbers inside it that training changes; the form they sit in has another name.",
@@ -67,7 +67,7 @@ def lesson1()->Quiz:
         'The loss': "The loss measures how wrong the predictions are."},
         'The images', hint="It is what the model is given, and the predictions are calculated from it.", why="The images are the input, the independent variable; the labels are the dependent variable."),
     Short('dependent', "The notes call the correct labels, the targets, by another name: the ___ variable?", ['dependent variable', 'dependent'],
-          hint="It is the opposite of the input's name.", why="The labels depend on the input: they are the dependent variable.", drop=('variable', 'variables'),
+          hint="It is the opposite of the input's name.", why="The labels depend on the input: they are the dependent variable.", drop=('variable', 'var'),
           wrong={'independent': "The independent variable is the input, the images.", 'predictions': "The predictions are what the model outputs; the labels are what they are compared with.",
                  'output': "The output is the prediction; the labels are the correct answers.",
                  'targets': "That is the name the question gives them; the notes' other name is a kind of variable.",
@@ -95,7 +95,7 @@ def lesson1()->Quiz:
         'a photo 192 wide and 96 high': "A `Resize` to one size makes every image square, so that they can be stacked into a batch."},
         'the whole photo in 192×192, its proportions changed', hint="To squish is to press something into a shape.",
         why="`squish` keeps the whole picture and distorts it; `crop` keeps its shape and loses the edges; `pad` keeps both and adds bands."),
-    Short('crop_loses', "Which `Resize` method can cut off the part of the photo that shows the bird: `squish`, `crop` or `pad`?", 'crop',
+    Short('crop_loses', "Which `Resize` method can cut off the part of the photo that shows the bird: `squish`, `crop` or `pad`?", ['crop', "method='crop'", 'cropping'], drop=('method',),
           hint="Which one throws pixels away?", why="`crop` keeps a square (from a random place in training, from the centre in validation) and drops the rest, which may be the bird.",
           wrong={'squish': "`squish` keeps every pixel, and distorts them.", 'pad': "`pad` keeps every pixel, and adds bands."},
           otherwise="Answer with one of `squish`, `crop` or `pad`."),
@@ -131,8 +131,10 @@ def get_dblock():
 def verify_error_rate(fn):
     "Check `my_error_rate(preds, targs)`: the share of rows whose highest probability is not the target's class."
     import torch
-    preds = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.55, 0.45]])
-    for targs, want in ((torch.tensor([0, 1, 1, 1, 0]), 0.2), (torch.tensor([1, 1, 1, 0, 0]), 0.6), (torch.tensor([0, 1, 0, 1, 0]), 0.0)):
+    two = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.55, 0.45]])
+    three = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [0.1, 0.45, 0.46], [0.1, 0.8, 0.1], [0.1, 0.2, 0.7]])   # three classes: 0.5 is not the line
+    for preds, targs, want in ((two, torch.tensor([0, 1, 1, 1, 0]), 0.2), (two, torch.tensor([1, 1, 1, 0, 0]), 0.6), (two, torch.tensor([0, 1, 0, 1, 0]), 0.0),
+                               (three, torch.tensor([2, 0, 1, 1, 2]), 0.2)):
         call = f"{fn.__name__}(preds, {targs.tolist()})"
         y = _number(attempt(fn, preds, targs), call)
         if abs(y - want) < 1e-6: continue
@@ -154,7 +156,8 @@ def lesson2()->Quiz:
     Number('min_scale', "`RandomResizedCrop(224, min_scale=0.3)`: at least what share of the image does each crop keep? (a fraction or a percentage)", 0.3,
            units={'%': 0.01, 'percent': 0.01}, hint="`min_scale` is the smallest share of the image that a crop keeps.",
            why="Each crop keeps between 30% and all of the image, picked at random every epoch, then resized to 224.",
-           wrong={0.7: "That is the most that can be cut away.", 224: "224 is the size of the crop in pixels once resized.", 30: "30 alone is 30 times the whole image: as a percentage, write `30%`."}),
+           wrong={0.7: "That is the most that can be cut away.", 224: "224 is the size of the crop in pixels once resized."},
+           unclear={30: "Is that 30% or 30 times the image? Write `30%`, or the fraction `0.3`."}),
     Choice('augment_valid', "Does data augmentation change the validation images?", {
         'No: random augmentations apply to the training set only; validation images are only resized (or cropped at the centre) and normalised': "",
         'Yes, the same as the training images': "Then the error rate would change from run to run with the random transforms: augmentation is for training only.",
@@ -211,15 +214,13 @@ def lesson2()->Quiz:
         'Arrests are stored in a loop': "The loop is in the world: predictions → patrols → arrests → data → predictions."},
         "The model's predictions change the data it is next trained on", hint="Where does the next model's data come from?",
         why="More patrols find more arrests where the model pointed, which the next model learns: the bias grows with each round."),
-    Short('bias_bears', "A bear classifier, trained on web photos mostly taken in daylight, fails on night-time trail camera images. Which of the six sources of bias is this?",
-          ['representation', 'representational'], drop=('bias',), hint="Some of the images it will be used on are missing from its data.",
-          why="Night-time images, which it will be used on, are missing from the data: representation bias.",
-          wrong={'deployment': "Deployment bias is a model used for something other than what it was made for; here it is used as intended.",
-                 'historical': "Historical bias is in the world itself; here the data lacks some of the images the model will meet.",
-                 'measurement': "Measurement bias is noisy or poor labels or features; the labels here are right.",
-                 'evaluation': "Evaluation bias is a benchmark that misleads about the model; the problem here is the training data itself.",
-                 'aggregation': "Aggregation bias is one model for groups that behave differently; the issue here is what the data holds."},
-          otherwise=_NAME_ONE),
+    Short('out_of_domain', "A bear detector, trained on web photos taken in daylight, meets night-time video from a campsite's camera, unlike anything it was trained on. What does the book call such data?",
+          ['out-of-domain data', 'out of domain', 'out-of-domain'], drop=('data',), hint="It is outside the *domain* of the training data.",
+          why="Data in use that is unlike anything in training is out-of-domain data: roll a model out carefully, and watch what it does.",
+          wrong={'domain shift': "Domain shift is data in use that drifts, over time, away from the training data; this video was never like it.",
+                 'overfitting': "Overfitting is learning the training images too closely; here the images in use are unlike them.",
+                 'representation bias': "That is one of the six sources of bias, in lesson 3; the book has a name for the data itself.",
+                 'noise': "The video is not noisy data of the same kind; it is another kind of data."}),
     Code('error_rate', "The lesson's metric, `error_rate`: write your own, `my_error_rate(preds, targs)`, where `preds` holds one row of class probabilities per image and `targs` each image's class index. It returns the share of images whose most probable class is not their target.",
          'my_error_rate', """
 def my_error_rate(preds, targs):
@@ -237,7 +238,7 @@ def verify_label_dict(fn):
         d = attempt(fn, cats, probs)
         if not isinstance(d, dict): raise Wrong(f"`{call}` returned {_short(d)}, not a dictionary: Gradio's `Label` wants `{{class: probability}}`.")
         if list(d) != list(cats): raise Wrong(f"`{call}` has the keys {_short(list(d))}, not the classes {list(cats)}.")
-        if not all(type(v) is float for v in d.values()): raise Wrong(f"`{call}` gives {type(next(v for v in d.values() if type(v) is not float)).__name__} values: make each probability a Python `float`, as `map(float, probs)` does.")
+        if not all(isinstance(v, float) for v in d.values()): raise Wrong(f"`{call}` gives {type(next(v for v in d.values() if not isinstance(v, float))).__name__} values: make each probability a Python `float`, as `map(float, probs)` does.")
         if [round(v, 6) for v in d.values()] != [round(p, 6) for p in probs.tolist()]: raise Wrong(f"`{call}` gives {_short(d)}: each class should get its own probability, in order.")
 
 # %% ../nbs/api/12b_questions.ipynb #5578d0aa
@@ -258,13 +259,13 @@ def deployment()->Quiz:
         'An image': "The output is a label, not an image."},
         "A dictionary of each class and its probability", hint="`dict(zip(categories, map(float, probs)))`.",
         why="`gr.Label` shows the classes with their probabilities as bars, the most likely first."),
-    Choice('why_float', "Why does the course write `map(float, probs)`?", {
-        "`probs` holds tensors, and Gradio needs plain Python numbers": "",
-        'To round the probabilities': "`float` rounds nothing.",
-        'To turn them into percentages': "They stay between 0 and 1.",
-        'It is not needed': "A tensor is not a number Gradio can send to the page as JSON."},
-        "`probs` holds tensors, and Gradio needs plain Python numbers", hint="What type is each element of `probs`?",
-        why="Each element of a tensor is a zero-dimensional tensor; `float` makes it a number Gradio can send."),
+    Choice('why_float', "The course writes `dict(zip(categories, map(float, probs)))`. What does `map(float, probs)` do?", {
+        "It turns each probability, a zero-dimensional tensor, into a plain Python number": "",
+        'It rounds the probabilities': "`float` rounds nothing.",
+        'It turns them into percentages': "They stay between 0 and 1.",
+        'It sorts them from the most likely to the least': "`map` keeps their order, which is that of `categories`; `gr.Label` sorts them itself."},
+        "It turns each probability, a zero-dimensional tensor, into a plain Python number", hint="What type is each element of `probs`?",
+        why="The course's Gradio 3 needed plain numbers to send to the page; Gradio 5 converts tensors itself, and plain numbers work with both."),
     Choice('pickle', "Why can loading someone else's `model.pkl` with `load_learner` be dangerous?", {
         "Unpickling can run any code the file names": "",
         'It is too big to load': "Size is not the danger.",
@@ -272,13 +273,13 @@ def deployment()->Quiz:
         'It changes the model': "Loading changes nothing; running the file's code is the risk."},
         "Unpickling can run any code the file names", hint="What does Python do with the classes and functions a pickle names?",
         why="A pickle rebuilds objects by calling what it names: only load pickles you trust. An ONNX file holds no code."),
-    Choice('is_cat', "`AttributeError: Can't get attribute 'is_cat' on <module '__main__'>` when `app.py` loads the model. Why?", {
+    Choice('is_cat', "The course's `app.py` loads a model exported by the fastai of its day (before 2.8) and fails: `AttributeError: Can't get attribute 'is_cat' on <module '__main__'>`. Why?", {
         "The learner was built with the function `is_cat`, and the pickle holds only its name, which `app.py` does not define": "",
         'The model is broken': "The model is fine; a function it refers to is missing.",
         'Gradio is too old': "The error comes from unpickling, before Gradio runs.",
         'The image is not a cat': "The error is raised while loading, before any image."},
         "The learner was built with the function `is_cat`, and the pickle holds only its name, which `app.py` does not define",
-        hint="The pickle names the functions the learner uses; where must they be found?", why="That is why the course's `app.py` defines `is_cat` again."),
+        hint="The pickle names the functions the learner uses; where must they be found?", why="That is why the course's `app.py` defines `is_cat` again. fastai 2.8's `export` saves such a function whole, with cloudpickle."),
     Choice('requirements', "What does a Hugging Face Space install before running `app.py`?", {
         "What `requirements.txt` lists": "",
         'Everything on the computer where the app was written': "The Space is a fresh machine: it knows only what the repository says.",
@@ -299,10 +300,10 @@ def deployment()->Quiz:
         'Gradio': "The app is still a Gradio app."},
         "Installing torch and fastai, and loading a pickle", hint="Look at the Space's `requirements.txt`.",
         why="onnxruntime runs the model with no torch, no fastai and no code from the file: a smaller, faster, safer Space."),
-    Number('n_probs', "A model trained on the 37 pet breeds: how many probabilities does `learn.predict` return for one image?", 37, units={'probability': 1, 'probabilities': 1, 'prob': 1},
+    Number('n_probs', "A model trained on the 37 pet breeds: how many probabilities does `learn.predict` return for one image?", 37, units={'probability': 1, 'probabilities': 1, 'prob': 1, 'class': 1, 'classes': 1},
            hint="One per class.", why="One probability per class, summing to 1.",
            wrong={1: "That is the probability of the predicted class; `probs` holds one for every class.", 2: "Cats and dogs were two classes; the breeds are 37."}),
-    Short('launch', "Which method of a `gr.Interface` starts the app?", ['launch', 'launch()', 'launch(inline=False)', 'intf.launch()', 'demo.launch()', 'iface.launch()', 'interface.launch()'],
+    Short('launch', "Which method of a `gr.Interface` starts the app?", ['launch', 'launch()', 'launch(inline=False)', 'intf.launch()', 'intf.launch(inline=False)', 'demo.launch()', 'iface.launch()', 'interface.launch()', 'gr.Interface.launch'], drop=('method',),
           hint="The course's last line: `intf.___(inline=False)`.", why="`intf.launch()` serves the app; in a Space, `app.py` calls it and Hugging Face serves it.",
           wrong={'run': "Close in meaning, but Gradio names it otherwise.", 'close': "That one stops the app.", 'interface': "That makes the app; another method starts it."}),
     Code('label_dict', "Write `label_dict(categories, probs)`: the dictionary Gradio's `Label` shows, each class's name to its probability as a Python `float`, in the order of `categories`.",
@@ -354,7 +355,9 @@ def verify_descend(fn):
     if torch.allclose(got, summed, atol=1e-6) and not torch.allclose(got, want, atol=1e-6):
         raise Wrong("The gradients add up from step to step: PyTorch adds each `backward()`'s gradients to `.grad`. Zero them at every step, before `backward()` (or after the update): `params.grad.zero_()`.")
     if not torch.allclose(got, want, atol=1e-5): raise Wrong(f"After 5 steps `params` is {got.tolist()}, not what gradient descent with `lr=0.01` gives.")
-    if not isinstance(losses, (list, tuple)) or len(losses) != 5: raise Wrong(f"`descend` returned {_short(losses)}: return the list of the 5 losses.")
+    try: n = len(losses)
+    except TypeError: n = None
+    if isinstance(losses, (str, bytes, dict)) or n != 5: raise Wrong(f"`descend` returned {_short(losses)}: return the list of the 5 losses.")
     got_losses = [_number(l, 'descend') for l in losses]
     if any(abs(g - w) > 1e-5*max(1, abs(w)) for g,w in zip(got_losses, want_losses)):
         raise Wrong(f"`descend` returned the losses {[round(l, 4) for l in got_losses]}, not the 5 steps' {[round(l, 4) for l in want_losses]}: keep each step's `loss.item()`, computed before its update.")
@@ -363,21 +366,24 @@ def verify_descend(fn):
 def verify_layer(fn):
     "Check `relu_layer(x, w, b)`: the layer `x @ w + b`, then a ReLU."
     import torch
-    g = torch.Generator().manual_seed(0)
-    x, w, b = torch.randn(4, 3, generator=g), torch.randn(3, 2, generator=g), torch.randn(2, generator=g)
+    x = torch.tensor([[2., 4., 6.], [-1., 0., 1.], [2., -1., .5], [0., 0., 0.]])
+    w, b = torch.tensor([[1., -1.], [.5, 2.], [-.5, 1.]]), torch.tensor([.25, -1.5])   # x@w+b: [[1.25, 10.5], [-1.25, .5], [1.5, -5.], [.25, -1.5]]
     call = "relu_layer(x, w, b)"
     try: y = attempt(fn, x, w, b)
     except Wrong as e:
         if 'must match the size' in str(e): raise Wrong(f"{e}\n\n`x @ w` multiplies the matrices; `x * w` multiplies element by element.") from None
         raise
     want = torch.clip(x@w + b, 0.)
-    if not isinstance(y, torch.Tensor) or y.shape != want.shape: raise Wrong(f"`{call}`, with `x` 4×3 and `w` 3×2, returned {_short(y)}: it should be 4×2, one row per row of `x`, one column per output.")
+    if not isinstance(y, torch.Tensor): raise Wrong(f"`{call}` returned {_short(y)}: return the tensor itself.")
+    if y.shape != want.shape: raise Wrong(f"`{call}`, with `x` 4×3 and `w` 3×2, returned {'×'.join(map(str, y.shape))} numbers: it should be 4×2, one row per row of `x`, one column per output.")
     if torch.allclose(y, want): return
     if torch.allclose(y, x@w + b): raise Wrong(f"`{call}` keeps the negative values: follow the layer with a ReLU, `torch.clip(..., 0.)`.")
     if torch.allclose(y, torch.clip(x@w, 0.)): raise Wrong(f"`{call}` leaves out the bias `b`.")
     raise Wrong(f"`{call}` returned {y.tolist()}, not {want.tolist()}.")
 
 # %% ../nbs/api/12b_questions.ipynb #e06b6d0d
+_TORCH = "import torch\nfrom torch import nn\nimport torch.nn.functional as F"   # what a lesson 3 learner has imported
+
 def lesson3()->Quiz:
     "Lesson 3's questionnaire: *Neural net foundations*."
     return Quiz('03_foundations', "Lesson 3: Neural net foundations", [
@@ -392,7 +398,7 @@ def lesson3()->Quiz:
         'Python and fastai themselves': "Those must be installed where the file is loaded."},
         "The steps that turn an image into the model's input, and the model's parameters", hint="What do you need to predict from a new image?",
         why="The DataLoaders' transforms and vocab (how to prepare an image) and the model with its weights."),
-    Short('fit', "Machine learning models are things that ___ functions to data.", ['fit', 'fits'], drop=('functions to data', 'a function to data'),
+    Short('fit', "Machine learning models are things that ___ functions to data.", ['fit', 'fits', 'fitting'], drop=('functions to data', 'a function to data'),
           hint="Start from a very flexible function, and make it match the data.", why="Training fits a flexible function to the data by changing its parameters.",
           wrong={'apply': "The model is the function; training makes it match the data.", 'learn': "Close in meaning; the lesson's word is shorter."}),
     Choice('requires_grad', "What does `abc.requires_grad_()` do?", {
@@ -416,7 +422,7 @@ def lesson3()->Quiz:
         'The loss is not computed': "The loss is computed; the step taken from it is wrong."},
         "Each step's gradients are added to the ones before, so the steps use the sum of all past gradients",
         hint="Does `backward()` write `.grad`, or add to it?", why="So the lesson zeroes them at every step, before `backward()`: `abc.grad.zero_()`."),
-    Short('learning_rate', "In `abc -= abc.grad*0.01`, what is 0.01 called?", ['learning rate', 'lr', 'the learning rate', 'step size'],
+    Short('learning_rate', "In `abc -= abc.grad*0.01`, what is 0.01 called?", ['learning rate', 'lr', 'learningrate', 'step size'],
           hint="fastai's `fit` takes it as `lr`, and `fine_tune` as `base_lr`.", why="The learning rate scales each step: too big and the loss jumps about, too small and training crawls.",
           wrong={'gradient': "The gradient is `abc.grad`; 0.01 scales it.", 'weight decay': "Weight decay pulls weights towards zero; this number scales the gradient step.",
                  'loss': "The loss is what the gradient is of."}),
@@ -425,11 +431,11 @@ def lesson3()->Quiz:
         'stay as it is': "The loss can be lowered by moving `a`.", 'be set to zero': "Gradient descent takes a small step, not a jump to zero."},
         'go down', hint="A positive gradient: the loss goes up when `a` goes up.", why="That is why the update subtracts the gradient."),
     Short('relu', "`torch.clip(y, 0.)` replaces every negative value with 0. What is this function called in a neural network?",
-          ['relu', 'nn.ReLU', 'F.relu', 'torch.relu', 'rectified linear unit', 'rectified linear'], drop=('function', 'activation'),
+          ['relu', 'nn.ReLU', 'F.relu', 'torch.relu', 'torch.nn.functional.relu', 'rectified linear unit', 'rectified linear'], drop=('function', 'activation'),
           hint="Its short name is four letters, from *re*ctified *l*inear *u*nit.", why="Add together enough ReLUs of lines and you can fit any function.",
           wrong={'sigmoid': "The sigmoid squashes to between 0 and 1; this one only cuts off the negatives.", 'clip': "That is PyTorch's function; its name in a network is another.",
                  'activation': "It is an activation function; which one?"}),
-    Number('layer_params', "A layer as a matrix multiply, `x @ W + b`, from 10 inputs to 3 outputs: how many parameters does it have?", 33, units={'parameter': 1, 'param': 1},
+    Number('layer_params', "A layer as a matrix multiply, `x @ W + b`, from 10 inputs to 3 outputs: how many parameters does it have?", 33, units={'parameter': 1, 'param': 1, 'weight': 1},
            hint="Count `W` (inputs × outputs) and `b` (one per output).", why="`W` is 10×3 = 30, and `b` adds 3: 33.",
            wrong={30: "That is `W`; `b` adds one per output.", 13: "10 + 3 adds the sizes; `W` has one weight for every input and output pair."}),
     Choice('bias_source', "A hiring model is trained on ten years of a company's accurate records of all its applicants, women among them, and which of them it hired, at a time when it rarely hired women. It ranks women lower. Which source of bias?", {
@@ -446,7 +452,7 @@ def lesson3()->Quiz:
          'my_mae', """
 def my_mae(preds, acts):
     return (torch.abs(preds - acts)).mean()""", verify_mae,
-         hint="`(preds - acts)` are the errors; `.abs()` drops their sign; `.mean()` averages them.", why="The lesson's loss for fitting the quadratic.", setup="import torch"),
+         hint="`(preds - acts)` are the errors; `.abs()` drops their sign; `.mean()` averages them.", why="The lesson's loss for fitting the quadratic.", setup=_TORCH),
     Code('descend', "Write `descend(params, loss_fn, steps, lr)`: the lesson's loop of gradient descent. Each step computes `loss_fn(params)`, calls `backward()`, updates `params` in place by `lr` times the gradient, and zeroes the gradient; it returns the list of the losses.",
          'descend', """
 def descend(params, loss_fn, steps, lr):
@@ -460,12 +466,12 @@ def descend(params, loss_fn, steps, lr):
         losses.append(loss.item())
     return losses""", verify_descend,
          hint="The lesson's loop: `params.grad.zero_()` at every step, before `backward()`; the update inside `with torch.no_grad():`.",
-         why="Without the zeroing, each step would use the sum of every gradient so far.", setup="import torch"),
+         why="Without the zeroing, each step would use the sum of every gradient so far.", setup=_TORCH),
     Code('relu_layer', "Write `relu_layer(x, w, b)`: a layer as a matrix multiply, `x` (one row per input) times the weights `w` plus the bias `b`, followed by a ReLU.",
          'relu_layer', """
 def relu_layer(x, w, b):
     return torch.clip(x@w + b, 0.)""", verify_layer,
-         hint="`x @ w` multiplies the matrices; add `b`; then `torch.clip(..., 0.)`.", why="Many ReLUs of lines at once: a layer of a neural network.", setup="import torch"),
+         hint="`x @ w` multiplies the matrices; add `b`; then `torch.clip(..., 0.)`.", why="Many ReLUs of lines at once: a layer of a neural network.", setup=_TORCH),
     ])
 
 # %% ../nbs/api/12b_questions.ipynb #0214a6f2

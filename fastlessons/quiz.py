@@ -6,7 +6,7 @@ Docs: https://fastai.github.io/fastlessons/api/quiz.html.md"""
 
 # %% ../nbs/api/12a_quiz.ipynb #1465195e
 from __future__ import annotations
-import os, re, io, sys, ast, signal, inspect, linecache, textwrap, traceback, warnings, multiprocessing as mp
+import os, re, io, sys, ast, signal, difflib, inspect, linecache, textwrap, traceback, warnings, multiprocessing as mp
 from datetime import datetime, timezone
 from pathlib import Path
 import fastlessons
@@ -76,7 +76,7 @@ def _check(self:Question, answer=..., # The learner's answer; `...` (as the less
     right, why = self._check(answer)
     if right is None: return Verdict(None, f"{self.prompt()}\n\n{why}")
     note = record_answer(self.lesson, self.id, right) if record and self.lesson else ''
-    if right: return Verdict(True, self.why if not why else f"{why} {self.why}", note)
+    if right: return Verdict(True, ' '.join(s for s in (why, self.why) if s), note)
     return Verdict(False, f"{why} (`{self.ref}.hint()` for a hint.)", note)
 Question.check = _check
 
@@ -106,9 +106,9 @@ def _pick(self:Choice, answer)->set:
     res = set()
     for p in parts:
         if normalise(p) in texts: res.add(texts[normalise(p)]); continue
-        for tok in re.split(r'[\s,;]+|\band\b', p.strip().lower()):
-            tok = tok.strip('()[].')
-            if not tok: continue
+        for tok in re.split(r'[\s,;&/+]+|\band\b', p.strip().lower()):
+            tok = tok.strip('()[].:')
+            if not tok or tok in ('both', 'option', 'options', 'answer'): continue
             if len(tok) != 1 or tok not in self.LETTERS[:n]: raise ValueError(f"There is no option {_short(tok, 20)}: answer with a letter from a to {self.LETTERS[n-1]}.")
             res.add(self.LETTERS.index(tok))
     if not res: raise ValueError(f"Answer with the letter of an option: `{self.ref}.check({self.example})`.")
@@ -118,7 +118,7 @@ Choice._pick = _pick
 # %% ../nbs/api/12a_quiz.ipynb #27f14325
 def _choice_check(self:Choice, answer)->tuple:
     try: picked = self._pick(answer)
-    except ValueError as e: return False, str(e)
+    except ValueError as e: return None, str(e)   # not an answer: nothing to record
     if not self.several and len(picked) > 1: return False, "Choose one: this question has one answer."
     if picked == self.right_idx: return True, ''
     wrong = sorted(picked - self.right_idx)
@@ -129,7 +129,7 @@ Choice._check = _choice_check
 
 # %% ../nbs/api/12a_quiz.ipynb #898678f4
 class Short(Question):
-    "A word or a few: right if, normalised, it is one of `answers`; `wrong` maps plausible wrong answers (with or without a word of `drop`) to the reason each is wrong."
+    "A word or a few: right if, normalised, it is one of `answers` (or its plural, or a near spelling); `wrong` maps plausible wrong answers (with or without a word of `drop`) to the reason each is wrong."
     def __init__(self, id, text, answers, hint, why, wrong:dict|None=None, drop=(), otherwise:str="That is not the word we are looking for.", limit:int=200):
         super().__init__(id, text, hint, why)
         self.answers,self.drop,self.otherwise,self.limit = [answers] if isinstance(answers, str) else list(answers),drop,otherwise,limit
@@ -138,42 +138,62 @@ class Short(Question):
             if d := normalise(k, drop): self.wrong.setdefault(d, v)
     def answer_text(self): return f"The answer: **{self.answers[0]}**."
     def _check(self, answer):
-        if not isinstance(answer, str): return False, f"Answer in words, as a string: `{self.ref}.check({self.example})`."
-        if len(answer) > self.limit: return False, f"That is {len(answer):,} characters: the answer is a word or a few."
-        a = normalise(answer, self.drop)
-        if a in {normalise(x, self.drop) for x in self.answers}: return True, ''
-        return False, self.wrong.get(normalise(answer)) or self.wrong.get(a, self.otherwise)
+        if not isinstance(answer, str): return None, f"Answer in words, as a string: `{self.ref}.check({self.example})`."
+        if len(answer) > self.limit: return None, f"That is {len(answer):,} characters: the answer is a word or a few."
+        full, ok = normalise(answer), {normalise(x, self.drop): x for x in self.answers}
+        a = normalise(full, self.drop)
+        if a in ok or full.endswith('s') and normalise(full[:-1], self.drop) in ok: return True, ''   # or its plural
+        if why := self.wrong.get(normalise(answer)) or self.wrong.get(a): return False, why
+        near = difflib.get_close_matches(a, [*ok, *self.wrong], n=1, cutoff=0.85) if len(a) >= 6 else []   # a slip of the keyboard
+        if near and near[0] in ok: return True, f"(It is spelt *{ok[near[0]]}*.)"
+        return False, self.wrong[near[0]] if near else self.otherwise
 
 # %% ../nbs/api/12a_quiz.ipynb #c232620a
 _NUM = re.compile(r'^\s*([-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:e[-+]?\d+)?)(?:\s*/\s*(\d+))?\s*(.*?)\s*$', re.I)
-class _UnitUnknown(ValueError): "A number with a unit the question does not know: perhaps right, so not an answer to record."
+_SPELT = {w: i for i,w in enumerate('zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen'.split())}
+_SPELT |= {w: 10*i for i,w in enumerate('twenty thirty forty fifty sixty seventy eighty ninety'.split(), 2)}
+
+_U, _D = '|'.join(list(_SPELT)[1:10]), '|'.join(list(_SPELT)[20:])
+_SMALL = rf"(?:(?:{_D})(?: (?:{_U}))?|{'|'.join(list(_SPELT)[:20])})"   # 0 to 99
+_SPELT_RE = re.compile(rf"^(?:({_U}) hundred(?: and)?(?: ({_SMALL}))?|({_SMALL}))(?= |$)")
+
+def _spelt(s:str)->tuple|None:
+    "A whole number below 1000 written in words at the start of `s` ('thirty-seven', 'two hundred and fifty epochs'), and the rest of `s`; `None` if it starts with none."
+    s = re.sub(r'[\s-]+', ' ', s.strip().lower())
+    if not (m := _SPELT_RE.match(s)): return None
+    value = lambda ws: sum(_SPELT[w] for w in ws.split()) if ws else 0
+    return (100*_SPELT[m[1]] + value(m[2]) if m[1] else value(m[3])), s[m.end():].strip()
 class Number(Question):
-    "A number (or a fraction such as `3/10`), right within `tol` of `answer`; `units` (e.g. `{'%': 0.01, 'percent': 0.01}`, or `{'epoch': 1}`, which reads `4 epochs` too) scale an answer written with them; `wrong` maps plausible wrong numbers to the reason each is wrong."
+    "A number (or a fraction such as `3/10`, or words such as `four`), right within `tol` of `answer`; `units` (e.g. `{'%': 0.01, 'percent': 0.01}`, or `{'epoch': 1}`, which reads `4 epochs` too) scale an answer written with them; `wrong` maps plausible wrong numbers to the reason each is wrong, `unclear` numbers that may mean the answer to a reason to ask again."
     example = '42'
-    def __init__(self, id, text, answer:float, hint, why, units:dict|None=None, wrong:dict|None=None, tol:float=1e-6):
+    def __init__(self, id, text, answer:float, hint, why, units:dict|None=None, wrong:dict|None=None, unclear:dict|None=None, tol:float=1e-6):
         super().__init__(id, text, hint, why)
-        self.answer,self.units,self.wrong,self.tol = answer,{normalise(k): v for k,v in (units or {}).items()},wrong or {},tol
+        self.answer,self.units,self.wrong,self.unclear,self.tol = answer,{normalise(k): v for k,v in (units or {}).items()},wrong or {},unclear or {},tol
     def answer_text(self): return f"The answer: **{self.answer:g}**."
     def read(self, answer)->float:
         "`answer` as a number; `ValueError` saying why it is not one."
         if isinstance(answer, bool): raise ValueError("That is True or False, not a number.")
         if isinstance(answer, (int, float)) or hasattr(answer, '__float__') and not isinstance(answer, str): return float(answer)
-        if not isinstance(answer, str) or not (m := _NUM.match(answer[:100])): raise ValueError(f"Answer with a number, as in `{self.ref}.check({self.example})`.")
-        x, unit = float(m[1].replace(',', '.')), normalise(m[3])
-        if m[2]:
-            if not int(m[2]): raise ValueError("A fraction over 0 is not a number.")
-            x /= int(m[2])
-        if not unit: return x
+        if not isinstance(answer, str): raise ValueError(f"Answer with a number, as in `{self.ref}.check({self.example})`.")
+        if m := _NUM.match(answer[:100]):
+            x, rest = float(m[1].replace(',', '.')), m[3]
+            if m[2]:
+                if not int(m[2]): raise ValueError("A fraction over 0 is not a number.")
+                x /= int(m[2])
+        elif words := _spelt(answer[:100]): x, rest = words
+        else: raise ValueError(f"Answer with a number, as in `{self.ref}.check({self.example})`.")
+        if re.match(r'[-+*/x×]\s*\d', rest): raise ValueError("Work it out, and write the result as one number.")
+        if not (unit := normalise(rest)): return x
         if unit not in self.units and unit.endswith('s'): unit = unit[:-1]   # '4 epochs' as '4 epoch'
-        if unit not in self.units: raise _UnitUnknown(f"Write the number {'without a unit' if not self.units else 'with no unit or one of ' + ', '.join(self.units)}: {m[3]!r} is not one of them.")
+        if unit not in self.units: raise ValueError(f"Write the number {'without a unit' if not self.units else 'with no unit or one of ' + ', '.join(self.units)}: {rest!r} is not one of them.")
         return x*self.units[unit]
     def _check(self, answer):
-        try: x = self.read(answer)
-        except _UnitUnknown as e: return None, str(e)
-        except (ValueError, TypeError, OverflowError) as e: return False, str(e)
-        except Exception as e: return False, f"That could not be read as a number ({type(e).__name__})."
+        try: x = self.read(answer)   # what cannot be read is not an answer: nothing to record
+        except (ValueError, TypeError, OverflowError) as e: return None, str(e)
+        except Exception as e: return None, f"That could not be read as a number ({type(e).__name__})."
         close = lambda a: abs(x - a) <= self.tol*max(1, abs(a))
         if close(self.answer): return True, ''
+        if why := next((why for k,why in self.unclear.items() if close(k)), None): return None, why
         return False, next((why for k,why in self.wrong.items() if close(k)), "That is not the number.")
 
 # %% ../nbs/api/12a_quiz.ipynb #fa4026df
@@ -306,7 +326,7 @@ class Code(Question):
     def answer_text(self): return f"A solution:\n\n```python\n{self.model}\n```"
     def _check(self, answer, method=None):
         if not (callable(answer) or isinstance(answer, str)):
-            return False, f"Pass your function itself, without brackets after its name: `{self.ref}.check({self.name})`."
+            return None, f"Pass your function itself, without brackets after its name: `{self.ref}.check({self.name})`."
         try: src = answer if isinstance(answer, str) else inspect.getsource(answer)
         except (OSError, TypeError): src = ''
         if _stub(src): return None, f"Not answered yet: write the body of `{self.name}` in place of `...`, run its cell, then check it."
