@@ -140,11 +140,12 @@ class Short(Question):
     def _check(self, answer):
         if not isinstance(answer, str): return None, f"Answer in words, as a string: `{self.ref}.check({self.example})`."
         if len(answer) > self.limit: return None, f"That is {len(answer):,} characters: the answer is a word or a few."
-        full, ok = normalise(answer), {normalise(x, self.drop): x for x in self.answers}
+        full, ok = normalise(answer), {}
+        for x in self.answers: ok.setdefault(normalise(x, self.drop), x)
         a = normalise(full, self.drop)
         if a in ok or full.endswith('s') and normalise(full[:-1], self.drop) in ok: return True, ''   # or its plural
         if why := self.wrong.get(normalise(answer)) or self.wrong.get(a): return False, why
-        near = difflib.get_close_matches(a, [*ok, *self.wrong], n=1, cutoff=0.85) if len(a) >= 6 else []   # a slip of the keyboard
+        near = difflib.get_close_matches(a, [*ok, *self.wrong], n=1, cutoff=0.88) if len(a) >= 6 else []   # a slip of the keyboard
         if near and near[0] in ok: return True, f"(It is spelt *{ok[near[0]]}*.)"
         return False, self.wrong[near[0]] if near else self.otherwise
 
