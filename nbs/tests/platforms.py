@@ -134,7 +134,10 @@ def run_notebook(fn, # The notebook
         spec = Path(kdir)/'platform'; spec.mkdir()
         (spec/'kernel.json').write_text(json.dumps(dict(argv=[str(py), '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
                                                         display_name='platform', language='python')))
-        km = KernelManager(kernel_name='platform', kernel_spec_manager=KernelSpecManager(kernel_dirs=[kdir]))
+        # Where there are Unix sockets, the kernel and this client talk through files in `kdir`: no TCP port, which another
+        # process may take (or a closed client's sockets still knock on) between the ports being chosen and the kernel binding them.
+        ipc = dict(transport='ipc', ip=str(Path(kdir)/'kernel')) if os.name == 'posix' else {}
+        km = KernelManager(kernel_name='platform', kernel_spec_manager=KernelSpecManager(kernel_dirs=[kdir]), **ipc)
         client = NotebookClient(nb, km=km, timeout=timeout, startup_timeout=120, allow_errors=allow_errors, resources={'metadata': {'path': str(cwd)}})
         try: client.execute(env=env or kernel_env(py), cwd=str(cwd))
         finally:
