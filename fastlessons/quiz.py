@@ -133,20 +133,19 @@ class Short(Question):
     def __init__(self, id, text, answers, hint, why, wrong:dict|None=None, drop=(), otherwise:str="That is not the word we are looking for.", limit:int=200):
         super().__init__(id, text, hint, why)
         self.answers,self.drop,self.otherwise,self.limit = [answers] if isinstance(answers, str) else list(answers),drop,otherwise,limit
-        self.wrong = {normalise(k): v for k,v in (wrong or {}).items()}
+        self.ok,self.wrong = {},{normalise(k): v for k,v in (wrong or {}).items()}   # the accepted forms, normalised, to the first one written
+        for x in self.answers: self.ok.setdefault(normalise(x, drop), x)
         for k,v in (wrong or {}).items():
             if d := normalise(k, drop): self.wrong.setdefault(d, v)
     def answer_text(self): return f"The answer: **{self.answers[0]}**."
     def _check(self, answer):
         if not isinstance(answer, str): return None, f"Answer in words, as a string: `{self.ref}.check({self.example})`."
         if len(answer) > self.limit: return None, f"That is {len(answer):,} characters: the answer is a word or a few."
-        full, ok = normalise(answer), {}
-        for x in self.answers: ok.setdefault(normalise(x, self.drop), x)
-        a = normalise(full, self.drop)
-        if a in ok or full.endswith('s') and normalise(full[:-1], self.drop) in ok: return True, ''   # or its plural
-        if why := self.wrong.get(normalise(answer)) or self.wrong.get(a): return False, why
-        near = difflib.get_close_matches(a, [*ok, *self.wrong], n=1, cutoff=0.88) if len(a) >= 6 else []   # a slip of the keyboard
-        if near and near[0] in ok: return True, f"(It is spelt *{ok[near[0]]}*.)"
+        full = normalise(answer); a = normalise(full, self.drop)
+        if a in self.ok or full.endswith('s') and normalise(full[:-1], self.drop) in self.ok: return True, ''   # or its plural
+        if why := self.wrong.get(full) or self.wrong.get(a): return False, why
+        near = difflib.get_close_matches(a, [*self.ok, *self.wrong], n=1, cutoff=0.88) if len(a) >= 6 else []   # a slip of the keyboard
+        if near and near[0] in self.ok: return True, f"(It is spelt *{self.ok[near[0]]}*.)"
         return False, self.wrong[near[0]] if near else self.otherwise
 
 # %% ../nbs/api/12a_quiz.ipynb #c232620a
